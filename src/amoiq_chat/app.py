@@ -1,0 +1,92 @@
+"""`create_app(settings)`: keys, routes, middlewares and cleanup contexts, in order."""
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import AsyncIterator
+
+import aiohttp_cors
+import redis.asyncio as aioredis
+from aiohttp import WSCloseCode, web
+
+from . import db
+from .keys import DB, REDIS, SETTINGS, SOCKETS, STARTED_AT
+from .middlewares import add_common_headers, error_middleware, rate_limit_middleware
+from .routes import PUBLIC_ROUTES, setup_routes
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A pooled asyncio Redis client with short connect timeouts."""
+    return aioredis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the pool once, migrate, close on shutdown."""
+    settings = app[SETTINGS]
+    pool = await db.create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    try:
+        applied = await db.migrate(pool)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        app[DB] = pool
+        yield
+    finally:
+        pool.close()
+        await pool.wait_closed()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the Redis client once (checked with PING), close on shutdown."""
+    client = redis_client(app[SETTINGS].redis_url)
+    try:
+        await client.ping()
+        app[REDIS] = client
+        yield
+    finally:
+        await client.aclose()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """on_shutdown: close every WebSocket with 1001 Going Away."""
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
+
+
+def setup_cors(app: web.Application, settings: Settings) -> None:
+    """Admin/agent UI origins from configuration; public widget routes answer any origin."""
+    options = dict(allow_credentials=True, expose_headers="*", allow_headers="*",
+                   allow_methods=["GET", "POST", "PUT", "DELETE"], max_age=600)
+    cors = aiohttp_cors.setup(app, defaults={o: aiohttp_cors.ResourceOptions(**options) for o in settings.cors_origins})
+    public = {"*": aiohttp_cors.ResourceOptions(**{**options, "allow_credentials": False})}
+    seen: set[int] = set()
+    for route in list(app.router.routes()):
+        if route.method in ("HEAD", "OPTIONS") or id(route.resource) in seen:
+            continue
+        if route.resource.get_info().get("path", "").startswith("/ws/") or route.resource.canonical.startswith("/ws/"):
+            continue
+        seen.add(id(route.resource))
+        cors.add(route.resource, public if route.resource.name in PUBLIC_ROUTES else None)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application for already-resolved settings (URLs and JWT secret set)."""
+    if not (settings.database_url and settings.redis_url and settings.jwt_secret):
+        raise ValueError("create_app needs database_url, redis_url and jwt_secret resolved")
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[SOCKETS] = weakref.WeakSet()
+    app[STARTED_AT] = time.time()
+    app.cleanup_ctx.append(postgres_ctx)
+    app.cleanup_ctx.append(redis_ctx)
+    app.on_response_prepare.append(add_common_headers)
+    app.on_shutdown.append(close_sockets)
+    setup_routes(app)
+    setup_cors(app, settings)
+    return app

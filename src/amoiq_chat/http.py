@@ -1,0 +1,65 @@
+"""Request and response helpers shared by the views: JSON in, validation, JSON out."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import marshmallow
+from aiohttp import web
+
+from .errors import PayloadTooLarge, ValidationError
+from .jsonutil import JSONDecodeError, dumps, loads
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """Encode `data` once with orjson."""
+    return web.Response(body=dumps(data), status=status, headers=headers, content_type="application/json")
+
+
+async def read_json(request: web.Request, *, required: bool = True) -> dict:
+    """Return the body as a JSON object, or raise a 400/413 in the envelope."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(exc.text or "Request body too large") from None
+    if not raw:
+        if required:
+            raise ValidationError("Request body must be a JSON object", errors={"body": "missing"})
+        return {}
+    try:
+        data = loads(raw)
+    except JSONDecodeError:
+        raise ValidationError("Request body is not valid JSON", errors={"body": "invalid JSON"}) from None
+    if not isinstance(data, dict):
+        raise ValidationError("Request body must be a JSON object", errors={"body": "must be an object"})
+    return data
+
+
+def flatten_errors(messages: Any) -> dict[str, str]:
+    """Turn marshmallow's nested messages into {"field.sub": "problem"}."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, sub in value.items():
+                name = "body" if key == "_schema" else str(key)
+                walk(f"{prefix}.{name}" if prefix else name, sub)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            flat[prefix] = " ".join(value)
+        elif isinstance(value, list):
+            for index, sub in enumerate(value):
+                walk(f"{prefix}.{index}", sub)
+        else:
+            flat[prefix] = str(value)
+
+    walk("", messages)
+    return flat
+
+
+def validate(schema: marshmallow.Schema, data: Mapping[str, Any], *, partial: bool = False) -> dict:
+    """Load `data` with `schema`, or raise VALIDATION_ERROR naming each bad field."""
+    try:
+        return schema.load(data, partial=partial)
+    except marshmallow.ValidationError as exc:
+        errors = flatten_errors(exc.messages)
+        summary = "; ".join(f"{field}: {problem}" for field, problem in errors.items())
+        raise ValidationError(f"Validation error: {summary}", errors=errors) from None

@@ -1,0 +1,19 @@
+"""Every route of the application, added in one place."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from .views import health
+
+# Route tables of the view modules, in the order they are added.
+ROUTE_TABLES = (health.routes,)
+
+# Route names (the `name=` of each route) that answer CORS requests from any origin:
+# what the widget calls from customers' websites. Everything else answers CORS_ORIGINS only.
+PUBLIC_ROUTES = frozenset({"health"})
+
+
+def setup_routes(app: web.Application) -> None:
+    """Add every view module's routes."""
+    for table in ROUTE_TABLES:
+        app.router.add_routes(table)

@@ -1,0 +1,51 @@
+"""The demo tenant that the first `make run` creates, so a newcomer can try every route."""
+from __future__ import annotations
+
+import secrets
+
+import aiopg
+
+from .. import db
+from ..auth import hash_password, random_id
+from .tenants import create_tenant_with_admin
+
+DEMO_FAQ = [
+    {"keywords": ["price", "pricing", "cost"], "answer": "Our plans start at $10 a month; see the pricing page for details."},
+    {"keywords": ["hours", "open"], "answer": "We answer chats from 9:00 to 17:00, Monday to Friday."},
+]
+
+
+async def seed_if_empty(pool: aiopg.Pool) -> str | None:
+    """Create demo tenant, admin, agent and widget when there is no tenant; return a summary."""
+    async with pool.acquire() as conn:
+        if await db.fetch_one(conn, "SELECT 1 FROM tenants LIMIT 1"):
+            return None
+    admin_password = secrets.token_urlsafe(12)
+    agent_password = secrets.token_urlsafe(12)
+    tenant = await create_tenant_with_admin(pool, username="demo_admin", email="admin@demo.local",
+                                            password=admin_password, name="Demo Company")
+    agent_hash = await hash_password(agent_password)
+    site_key = random_id("widget")
+    async with db.transaction(pool) as conn:
+        await db.execute(
+            conn,
+            "INSERT INTO agents (tenant_id, username, email, password_hash, full_name) VALUES (%s, %s, %s, %s, %s)",
+            (tenant.tenant_id, "demo_agent", "agent@demo.local", agent_hash, "Demo Agent"),
+        )
+        await db.execute(
+            conn,
+            "INSERT INTO widget_configs (tenant_id, user_id, site_key, business_name, widget_title, faq)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (tenant.tenant_id, tenant.admin["id"], site_key, "Demo Company", "Support Chat", db.jsonb(DEMO_FAQ)),
+        )
+    return "\n".join([
+        "",
+        "Demo tenant created (shown this once):",
+        f"  tenant id        {tenant.tenant_id}",
+        f"  admin            admin@demo.local / {admin_password}   (POST /api/auth/login)",
+        f"  agent            agent@demo.local / {agent_password}   (POST /api/auth/agent-login)",
+        f"  widget siteKey   {site_key}   (GET /api/widgets/{site_key}/config)",
+        f"  publishable key  {tenant.publishable_key}",
+        f"  secret key       {tenant.secret_key}",
+        "",
+    ])

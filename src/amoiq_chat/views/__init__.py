@@ -1,0 +1,1 @@
+"""HTTP views: thin handlers (validate -> service -> respond), one module per area."""

@@ -1,0 +1,66 @@
+"""Migrations: applied in order, once each, recorded; the schema enforces its rules."""
+import psycopg2
+import pytest
+
+from amoiq_chat import db
+
+from .conftest import with_database
+
+
+@pytest.fixture
+def empty_database(server_urls):
+    server = server_urls[0]
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE amoiq_migrate_check")
+    try:
+        yield with_database(server, "amoiq_migrate_check")
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS amoiq_migrate_check WITH (FORCE)")
+        admin.close()
+
+
+async def test_migrations_apply_once_in_order(empty_database):
+    pool = await db.create_pool(empty_database, 1, 2)
+    try:
+        first = await db.migrate(pool)
+        second = await db.migrate(pool)
+        async with pool.acquire() as conn:
+            recorded = await db.fetch_all(conn, "SELECT version FROM schema_migrations ORDER BY version")
+            tables = {r["table_name"] for r in await db.fetch_all(
+                conn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+    finally:
+        pool.close()
+        await pool.wait_closed()
+    names = [name for name, _ in db.migration_files()]
+    assert first == names and names[0] == "001_schema"
+    assert second == []
+    assert [r["version"] for r in recorded] == names
+    assert {"tenants", "users", "agents", "api_keys", "widget_configs", "sessions", "messages",
+            "ratings", "webhooks", "webhook_outbox"} <= tables
+
+
+def test_schema_refuses_bad_rows(db_conn):
+    with db_conn.cursor() as cur:
+        cur.execute("INSERT INTO tenants (id, identity_secret) VALUES ('tenant-schema', 's')")
+        for bad in ("'#zzzzzz'", "'red'"):
+            with pytest.raises(psycopg2.errors.CheckViolation):
+                cur.execute("INSERT INTO widget_configs (tenant_id, site_key, business_name, primary_color)"
+                            f" VALUES ('tenant-schema', 'widget-bad', 'B', {bad})")
+        with pytest.raises(psycopg2.errors.CheckViolation):
+            cur.execute("INSERT INTO widget_configs (tenant_id, site_key, business_name, position)"
+                        " VALUES ('tenant-schema', 'widget-bad', 'B', 'middle')")
+        cur.execute("INSERT INTO sessions (session_id, tenant_id) VALUES ('s-schema-1', 'tenant-schema')")
+        cur.execute("INSERT INTO messages (id, tenant_id, session_id, seq, sender_type, message)"
+                    " VALUES (gen_random_uuid(), 'tenant-schema', 's-schema-1', 1, 'visitor', 'hi')")
+        with pytest.raises(psycopg2.errors.UniqueViolation):
+            cur.execute("INSERT INTO messages (id, tenant_id, session_id, seq, sender_type, message)"
+                        " VALUES (gen_random_uuid(), 'tenant-schema', 's-schema-1', 1, 'visitor', 'again')")
+        with pytest.raises(psycopg2.errors.CheckViolation):
+            cur.execute("INSERT INTO messages (id, tenant_id, session_id, seq, sender_type, message)"
+                        " VALUES (gen_random_uuid(), 'tenant-schema', 's-schema-1', 2, 'robot', 'x')")
+        cur.execute("DELETE FROM tenants WHERE id = 'tenant-schema'")
+        cur.execute("SELECT count(*) FROM messages WHERE tenant_id = 'tenant-schema'")
+        assert cur.fetchone()[0] == 0

@@ -1,0 +1,55 @@
+"""Configuration: file defaults, environment overrides, clear errors for bad values."""
+import pytest
+
+from amoiq_chat.settings import ConfigError, RateLimit, ensure_jwt_secret, load_settings
+
+
+def test_defaults_come_from_the_config_file():
+    settings = load_settings(env={})
+    assert (settings.host, settings.port) == ("127.0.0.1", 5000)
+    assert settings.rate_limit_http == RateLimit(100, 60)
+    assert settings.rate_limit_auth == RateLimit(10, 60)
+    assert settings.embedded
+
+
+def test_environment_overrides_the_file():
+    settings = load_settings(env={"PORT": "8080", "RATE_LIMIT_WS": "5/2", "CORS_ORIGINS": "https://a.example, https://b.example",
+                                  "WEBHOOK_ALLOW_PRIVATE": "1", "LOG_LEVEL": "debug"})
+    assert settings.port == 8080
+    assert settings.rate_limit_ws == RateLimit(5, 2)
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.webhook_allow_private is True
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"PORT": "eighty"}, "PORT"),
+    ({"PORT": "70000"}, "PORT"),
+    ({"RATE_LIMIT_HTTP": "100"}, "RATE_LIMIT_HTTP"),
+    ({"RATE_LIMIT_HTTP": "0/60"}, "RATE_LIMIT_HTTP"),
+    ({"WEBHOOK_ALLOW_PRIVATE": "maybe"}, "WEBHOOK_ALLOW_PRIVATE"),
+    ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+    ({"ENVIRONMENT": "production"}, "JWT_SECRET"),
+    ({"ENVIRONMENT": "production", "JWT_SECRET": "s" * 40}, "DATABASE_URL"),
+])
+def test_bad_values_are_refused_naming_the_setting(env, named):
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env=env)
+
+
+def test_unknown_key_in_a_config_file_is_refused(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('prot = 5000\n')
+    with pytest.raises(ConfigError, match="unknown setting.*prot"):
+        load_settings(env={"AMOIQ_CONFIG": str(path)})
+
+
+def test_development_secret_is_generated_once_and_kept(tmp_path):
+    settings = load_settings(env={}, var_dir=str(tmp_path))
+    first = ensure_jwt_secret(settings)
+    second = ensure_jwt_secret(settings)
+    assert len(first.jwt_secret) == 64
+    assert first.jwt_secret == second.jwt_secret == (tmp_path / "jwt_secret").read_text()
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
