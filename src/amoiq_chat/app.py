@@ -64,9 +64,7 @@ def setup_cors(app: web.Application, settings: Settings) -> None:
     public = {"*": aiohttp_cors.ResourceOptions(**{**options, "allow_credentials": False})}
     seen: set[int] = set()
     for route in list(app.router.routes()):
-        if route.method in ("HEAD", "OPTIONS") or id(route.resource) in seen:
-            continue
-        if route.resource.get_info().get("path", "").startswith("/ws/") or route.resource.canonical.startswith("/ws/"):
+        if route.method in ("HEAD", "OPTIONS") or id(route.resource) in seen or route.resource.canonical.startswith("/ws/"):
             continue
         seen.add(id(route.resource))
         cors.add(route.resource, public if route.resource.name in PUBLIC_ROUTES else None)
