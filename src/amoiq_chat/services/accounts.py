@@ -1,0 +1,163 @@
+"""Admins and agents: register, log in (with a per-account lockout in Redis), manage agents."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import aiopg
+import redis.asyncio as aioredis
+from psycopg2.errors import UniqueViolation
+
+from ..auth import hash_password, verify_password
+from ..errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized
+from ..store import accounts as store
+from .tenants import NewTenant, create_tenant_with_admin
+
+# Failed logins are counted per account in Redis: after MAX_FAILURES within FAILURE_WINDOW
+# seconds the account is locked for LOCKOUT_BASE seconds, doubled by each further failure
+# after a lockout ends, up to LOCKOUT_MAX. A successful login clears the count.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 15 * 60
+LOCKOUT_BASE = 60
+LOCKOUT_MAX = 60 * 60
+BAD_LOGIN = "Invalid email or password"
+
+
+def conflict(exc: UniqueViolation) -> Conflict:
+    """Name the field a unique index refused (username or email)."""
+    constraint = getattr(exc.diag, "constraint_name", "") or ""
+    field = "username" if "username" in constraint else "email"
+    return Conflict(f"That {field} is already registered", errors={field: "already registered"})
+
+
+async def register(pool: aiopg.Pool, *, username: str, email: str, password: str) -> NewTenant:
+    """Create a tenant, its admin and its first two keys; 409 when username or e-mail is taken."""
+    try:
+        return await create_tenant_with_admin(pool, username=username, email=email, password=password)
+    except UniqueViolation as exc:
+        raise conflict(exc) from None
+
+
+# Login lockout -----------------------------------------------------------------------------
+
+def _keys(role: str, email: str) -> tuple[str, str]:
+    account = f"{role}:{email.strip().lower()}"
+    return f"login:failures:{account}", f"login:lock:{account}"
+
+
+async def check_lockout(redis: aioredis.Redis, role: str, email: str) -> None:
+    """Raise 429 with Retry-After while the account is locked."""
+    _, lock = _keys(role, email)
+    remaining = await redis.ttl(lock)
+    if remaining and remaining > 0:
+        raise RateLimited(f"Too many failed logins; try again in {remaining} seconds",
+                          headers={"Retry-After": str(remaining)})
+
+
+async def record_failure(redis: aioredis.Redis, role: str, email: str) -> int:
+    """Count a failed login; lock the account once the count reaches MAX_FAILURES. Return the count."""
+    failures, lock = _keys(role, email)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(failures, 0, ex=FAILURE_WINDOW, nx=True)
+        pipe.incr(failures)
+        _, count = await pipe.execute()
+    if count >= MAX_FAILURES:
+        seconds = min(LOCKOUT_BASE * 2 ** (count - MAX_FAILURES), LOCKOUT_MAX)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.set(lock, count, ex=seconds)
+            # Keep counting through the lockout, so the next failure locks for longer.
+            pipe.expire(failures, seconds + FAILURE_WINDOW)
+            await pipe.execute()
+    return count
+
+
+async def clear_failures(redis: aioredis.Redis, role: str, email: str) -> None:
+    """Forget an account's failed logins (after a successful one)."""
+    await redis.delete(*_keys(role, email))
+
+
+async def _login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str) -> dict:
+    await check_lockout(redis, role, email)
+    async with pool.acquire() as conn:
+        find = store.admin_for_login if role == "admin" else store.agent_for_login
+        row = await find(conn, email)
+    # An unknown e-mail still costs one argon2 verification (of a dummy hash): same time, same answer.
+    if not await verify_password(row["password_hash"] if row else None, password):
+        await record_failure(redis, role, email)
+        raise Unauthorized(BAD_LOGIN)
+    await clear_failures(redis, role, email)
+    row.pop("password_hash")
+    return row
+
+
+async def login_admin(pool: aiopg.Pool, redis: aioredis.Redis, email: str, password: str) -> dict:
+    """The admin with these credentials, or 401 (429 while locked)."""
+    return await _login(pool, redis, "admin", email, password)
+
+
+async def login_agent(pool: aiopg.Pool, redis: aioredis.Redis, email: str, password: str) -> dict:
+    """The agent with these credentials, or 401 (429 while locked, 403 when deactivated)."""
+    agent = await _login(pool, redis, "agent", email, password)
+    if not agent["is_active"]:
+        raise Forbidden("This agent account is deactivated")
+    return agent
+
+
+async def account(pool: aiopg.Pool, role: str, tenant_id: str, account_id: int) -> dict:
+    """The admin or agent a token names, or 401 when it no longer exists."""
+    async with pool.acquire() as conn:
+        find = store.admin_by_id if role == "admin" else store.agent_by_id
+        row = await find(conn, tenant_id, account_id)
+    if row is None:
+        raise Unauthorized("This account no longer exists")
+    return row
+
+
+# Agents ------------------------------------------------------------------------------------
+
+async def _agent_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    values = dict(fields)
+    if "password" in values:
+        values["password_hash"] = await hash_password(values.pop("password"))
+    return values
+
+
+def agent_not_found(agent_id: int) -> NotFound:
+    """404 for an agent id that is not one of the tenant's."""
+    return NotFound(f"Agent not found: {agent_id}", code="USER_NOT_FOUND")
+
+
+async def list_agents(pool: aiopg.Pool, tenant_id: str) -> list[dict]:
+    """The tenant's agents."""
+    async with pool.acquire() as conn:
+        return await store.list_agents(conn, tenant_id)
+
+
+async def create_agent(pool: aiopg.Pool, tenant_id: str, fields: Mapping[str, Any]) -> dict:
+    """Add an agent to the tenant; 409 when username or e-mail is taken."""
+    values = await _agent_values(fields)
+    try:
+        async with pool.acquire() as conn:
+            return await store.insert_agent(conn, tenant_id, values)
+    except UniqueViolation as exc:
+        raise conflict(exc) from None
+
+
+async def update_agent(pool: aiopg.Pool, tenant_id: str, agent_id: int, changes: Mapping[str, Any]) -> dict:
+    """Change a tenant's agent; 404 for another tenant's, 409 for a taken username or e-mail."""
+    values = await _agent_values(changes)
+    try:
+        async with pool.acquire() as conn:
+            row = await store.update_agent(conn, tenant_id, agent_id, values)
+    except UniqueViolation as exc:
+        raise conflict(exc) from None
+    if row is None:
+        raise agent_not_found(agent_id)
+    return row
+
+
+async def delete_agent(pool: aiopg.Pool, tenant_id: str, agent_id: int) -> None:
+    """Remove a tenant's agent (their tokens stop working at once); 404 for another tenant's."""
+    async with pool.acquire() as conn:
+        if not await store.delete_agent(conn, tenant_id, agent_id):
+            raise agent_not_found(agent_id)
+
