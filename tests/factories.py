@@ -21,39 +21,35 @@ def bearer(credential: str) -> dict[str, str]:
 
 
 @dataclass
-class Admin:
-    """A registered admin with their tenant's first keys."""
+class Account:
+    """Someone who logged in: an admin or an agent."""
 
     id: int
     tenant_id: str
     email: str
     password: str
     token: str
-    publishable_key: str
-    secret_key: str
-    body: dict = field(repr=False)
 
     @property
     def headers(self) -> dict[str, str]:
-        """Authorization with the admin's token."""
+        """Authorization with the account's token."""
         return bearer(self.token)
 
 
 @dataclass
-class Agent:
+class Admin(Account):
+    """A registered admin with their tenant's first keys."""
+
+    publishable_key: str = ""
+    secret_key: str = ""
+    body: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Agent(Account):
     """An agent created by an admin and logged in."""
 
-    id: int
-    tenant_id: str
-    email: str
-    password: str
-    token: str
-    row: dict = field(repr=False)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Authorization with the agent's token."""
-        return bearer(self.token)
+    row: dict = field(default_factory=dict, repr=False)
 
 
 async def expect(resp, status: int) -> Any:
