@@ -74,3 +74,15 @@ async def test_agent_login_locks_too(client):
     await locked(client, agent.email, agent.password, path="/api/auth/agent-login")
     # The admin login of the same address is a different account.
     await fail(client, agent.email, 1)
+
+
+async def test_login_is_503_while_redis_is_down(aiohttp_client, make_app, redis_server):
+    url, process = redis_server
+    client = await aiohttp_client(make_app(redis_url=url))
+    admin = await register_admin(client)
+    process.terminate()
+    process.wait(10)
+    await expect_error(await client.post("/api/auth/login", json={"email": admin.email, "password": admin.password}),
+                       503, "SERVICE_UNAVAILABLE")
+    # Token-authenticated routes do not need Redis.
+    await expect(await client.get("/api/auth/me", headers=admin.headers), 200)

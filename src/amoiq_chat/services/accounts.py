@@ -6,9 +6,10 @@ from typing import Any, Mapping
 import aiopg
 import redis.asyncio as aioredis
 from psycopg2.errors import UniqueViolation
+from redis.exceptions import RedisError
 
 from ..auth import hash_password, verify_password
-from ..errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized
+from ..errors import Conflict, Forbidden, NotFound, RateLimited, ServiceUnavailable, Unauthorized
 from ..store import accounts as store
 from .tenants import NewTenant, create_tenant_with_admin
 
@@ -76,6 +77,14 @@ async def clear_failures(redis: aioredis.Redis, role: str, email: str) -> None:
 
 
 async def _login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str) -> dict:
+    try:
+        return await _checked_login(pool, redis, role, email, password)
+    except RedisError:
+        # Without the failure count there is no brute-force protection: refuse rather than guess.
+        raise ServiceUnavailable("Login is unavailable for a moment, please try again") from None
+
+
+async def _checked_login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str) -> dict:
     await check_lockout(redis, role, email)
     async with pool.acquire() as conn:
         find = store.admin_for_login if role == "admin" else store.agent_for_login
