@@ -39,8 +39,11 @@ async def test_register_duplicate_username_or_email_is_409_in_any_case(client, d
     other = unique("other")
     payload = {"username": other, "email": f"{other}@example.com", "password": PASSWORD,
                field: (username if field == "username" else admin.email).upper()}
+    before = fetch(db_conn, "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM api_keys)")
     await expect_error(await client.post("/api/auth/register", json=payload), 409, "CONFLICT", field)
     assert fetch(db_conn, "SELECT count(*) FROM users WHERE username = %s", payload["username"]) == [(0,)]
+    # No tenant or key is left behind by the refused registration.
+    assert fetch(db_conn, "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM api_keys)") == before
 
 
 @pytest.mark.parametrize("change, field", [
