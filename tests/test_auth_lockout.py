@@ -1,7 +1,7 @@
 """Failed logins counted per account in Redis (shared by processes); 429 with a growing lockout."""
 import redis.asyncio as aioredis
 
-from amoiq_chat.services.accounts import LOCKOUT_BASE, MAX_FAILURES
+from amoiq_chat.services.lockout import LOCKOUT_BASE, MAX_FAILURES
 
 from .factories import create_agent, expect, expect_error, register_admin, unique
 

@@ -9,17 +9,11 @@ from psycopg2.errors import UniqueViolation
 from redis.exceptions import RedisError
 
 from ..auth import hash_password, verify_password
-from ..errors import Conflict, Forbidden, NotFound, RateLimited, ServiceUnavailable, Unauthorized
+from ..errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from ..store import accounts as store
+from .lockout import check_lockout, clear_failures, record_failure
 from .tenants import NewTenant, create_tenant_with_admin
 
-# Failed logins are counted per account in Redis: after MAX_FAILURES within FAILURE_WINDOW
-# seconds the account is locked for LOCKOUT_BASE seconds, doubled by each further failure
-# after a lockout ends, up to LOCKOUT_MAX. A successful login clears the count.
-MAX_FAILURES = 5
-FAILURE_WINDOW = 15 * 60
-LOCKOUT_BASE = 60
-LOCKOUT_MAX = 60 * 60
 BAD_LOGIN = "Invalid email or password"
 
 
@@ -36,44 +30,6 @@ async def register(pool: aiopg.Pool, *, username: str, email: str, password: str
         return await create_tenant_with_admin(pool, username=username, email=email, password=password)
     except UniqueViolation as exc:
         raise conflict(exc) from None
-
-
-# Login lockout -----------------------------------------------------------------------------
-
-def _keys(role: str, email: str) -> tuple[str, str]:
-    account = f"{role}:{email.strip().lower()}"
-    return f"login:failures:{account}", f"login:lock:{account}"
-
-
-async def check_lockout(redis: aioredis.Redis, role: str, email: str) -> None:
-    """Raise 429 with Retry-After while the account is locked."""
-    _, lock = _keys(role, email)
-    remaining = await redis.ttl(lock)
-    if remaining and remaining > 0:
-        raise RateLimited(f"Too many failed logins; try again in {remaining} seconds",
-                          headers={"Retry-After": str(remaining)})
-
-
-async def record_failure(redis: aioredis.Redis, role: str, email: str) -> int:
-    """Count a failed login; lock the account once the count reaches MAX_FAILURES. Return the count."""
-    failures, lock = _keys(role, email)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(failures, 0, ex=FAILURE_WINDOW, nx=True)
-        pipe.incr(failures)
-        _, count = await pipe.execute()
-    if count >= MAX_FAILURES:
-        seconds = min(LOCKOUT_BASE * 2 ** (count - MAX_FAILURES), LOCKOUT_MAX)
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.set(lock, count, ex=seconds)
-            # Keep counting through the lockout, so the next failure locks for longer.
-            pipe.expire(failures, seconds + FAILURE_WINDOW)
-            await pipe.execute()
-    return count
-
-
-async def clear_failures(redis: aioredis.Redis, role: str, email: str) -> None:
-    """Forget an account's failed logins (after a successful one)."""
-    await redis.delete(*_keys(role, email))
 
 
 async def _login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str) -> dict:
