@@ -144,3 +144,21 @@ async def test_me_refuses_api_keys(client):
     admin = await register_admin(client)
     await expect_error(await client.get("/api/auth/me", headers=bearer(admin.secret_key)), 403, "FORBIDDEN")
     await expect_error(await client.get("/api/auth/me", headers=bearer(admin.publishable_key)), 403, "FORBIDDEN")
+
+
+async def test_unknown_email_costs_one_password_verification_like_a_wrong_password(client, monkeypatch):
+    from amoiq_chat.services import accounts
+
+    calls = []
+    real = accounts.verify_password
+
+    async def spy(password_hash, password):
+        calls.append(password_hash)
+        return await real(password_hash, password)
+
+    monkeypatch.setattr(accounts, "verify_password", spy)
+    admin = await register_admin(client)
+    await expect(await client.post("/api/auth/login", json={"email": admin.email, "password": "wrong-password"}), 401)
+    await expect(await client.post("/api/auth/login", json={"email": unique("nobody") + "@example.com",
+                                                            "password": "wrong-password"}), 401)
+    assert len(calls) == 2 and calls[0].startswith("$argon2id$") and calls[1] is None
