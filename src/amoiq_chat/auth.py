@@ -18,6 +18,7 @@ from . import db
 from .errors import Forbidden, InvalidApiKey, InvalidToken, Unauthorized
 from .keys import DB, PRINCIPAL, SETTINGS
 from .settings import Settings
+from .store.accounts import account_usable
 
 ADMIN, AGENT, VISITOR = "admin", "agent", "visitor"
 SECRET_KEY, PUBLISHABLE_KEY = "secret_key", "publishable_key"
@@ -172,6 +173,16 @@ async def principal_for_key(request: web.Request, key: str) -> Principal:
     return Principal(role=role, tenant_id=row["tenant_id"], subject=str(row["id"]))
 
 
+async def check_account(request: web.Request, principal: Principal) -> None:
+    """Refuse the token of an admin or agent that was deleted, or an agent that was deactivated."""
+    account_id = int(principal.subject) if principal.subject.isdigit() and len(principal.subject) < 19 else None
+    if account_id is not None:
+        async with request.app[DB].acquire() as conn:
+            if await account_usable(conn, "users" if principal.role == ADMIN else "agents", account_id, principal.tenant_id):
+                return
+    raise InvalidToken("This account no longer exists or is deactivated")
+
+
 async def authenticate(request: web.Request, allow: Iterable[str]) -> Principal:
     """Resolve the request's credential and check its role is one of `allow` (else 401/403)."""
     allowed = tuple(allow)
@@ -182,6 +193,8 @@ async def authenticate(request: web.Request, allow: Iterable[str]) -> Principal:
         principal = await principal_for_key(request, token)
     else:
         principal = verify_token(request.app[SETTINGS], token)
+    if principal.role in STAFF:
+        await check_account(request, principal)
     if principal.role not in allowed:
         raise Forbidden("This credential may not use this route")
     request[PRINCIPAL] = principal

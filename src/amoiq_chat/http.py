@@ -56,10 +56,20 @@ def flatten_errors(messages: Any) -> dict[str, str]:
 
 
 def validate(schema: marshmallow.Schema, data: Mapping[str, Any], *, partial: bool = False) -> dict:
-    """Load `data` with `schema`, or raise VALIDATION_ERROR naming each bad field."""
+    """Load `data` with `schema`, or raise VALIDATION_ERROR naming each bad field.
+
+    `partial=True` makes the top-level fields optional (a partial update); objects nested in
+    them (list items, sub-objects) are still validated whole.
+    """
     try:
-        return schema.load(data, partial=partial)
+        return schema.load(data, partial=tuple(schema.load_fields) if partial else False)
     except marshmallow.ValidationError as exc:
         errors = flatten_errors(exc.messages)
         summary = "; ".join(f"{field}: {problem}" for field, problem in errors.items())
         raise ValidationError(f"Validation error: {summary}", errors=errors) from None
+
+
+def path_id(request: web.Request, name: str) -> int | None:
+    """A numeric path parameter as a database id (BIGINT), or None when it cannot be one."""
+    text = request.match_info.get(name, "")
+    return int(text) if text.isdigit() and len(text) < 19 else None

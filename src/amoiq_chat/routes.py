@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .views import health
+from .views import agents, auth, health, keys, tenant, widgets
 
 # Route tables of the view modules, in the order they are added.
-ROUTE_TABLES = (health.routes,)
+ROUTE_TABLES = (health.routes, auth.routes, agents.routes, keys.routes, tenant.routes, widgets.routes)
 
 # Route names (the `name=` of each route) that answer CORS requests from any origin:
 # what the widget calls from customers' websites. Everything else answers CORS_ORIGINS only.
-PUBLIC_ROUTES = frozenset({"health"})
+PUBLIC_ROUTES = frozenset({"health", "widget_config"})
 
 
 def setup_routes(app: web.Application) -> None:

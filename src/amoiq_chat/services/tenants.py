@@ -8,6 +8,8 @@ import aiopg
 
 from .. import db
 from ..auth import hash_password, new_api_key, random_id
+from ..errors import NotFound
+from ..store import api_keys, tenants as store
 
 
 @dataclass(frozen=True)
@@ -23,13 +25,8 @@ class NewTenant:
 async def create_api_key(conn: aiopg.Connection, tenant_id: str, kind: str, name: str = "") -> tuple[dict, str]:
     """Insert a key; return (its row, the whole key)."""
     key, key_hash, prefix = new_api_key(kind)
-    row = await db.fetch_one(
-        conn,
-        "INSERT INTO api_keys (tenant_id, kind, name, prefix, key_hash, public_key)"
-        " VALUES (%s, %s, %s, %s, %s, %s)"
-        " RETURNING id, tenant_id, kind, name, prefix, public_key, created_at, last_used_at, revoked_at",
-        (tenant_id, kind, name, prefix, key_hash, key if kind == "publishable" else None),
-    )
+    row = await api_keys.insert_key(conn, tenant_id, kind, name, prefix, key_hash,
+                                    key if kind == "publishable" else None)
     return row, key
 
 
@@ -44,7 +41,7 @@ async def create_tenant_with_admin(pool: aiopg.Pool, *, username: str, email: st
         await db.execute(
             conn,
             "INSERT INTO tenants (id, name, identity_secret) VALUES (%s, %s, %s)",
-            (tenant_id, name or username, secrets.token_hex(32)),
+            (tenant_id, name or username, new_identity_secret()),
         )
         admin = await db.fetch_one(
             conn,
@@ -55,3 +52,58 @@ async def create_tenant_with_admin(pool: aiopg.Pool, *, username: str, email: st
         _, publishable = await create_api_key(conn, tenant_id, "publishable", "Default publishable key")
         _, secret = await create_api_key(conn, tenant_id, "secret", "Default secret key")
     return NewTenant(tenant_id, admin, publishable, secret)
+
+
+# Keys and settings of an existing tenant ---------------------------------------------------
+
+async def list_api_keys(pool: aiopg.Pool, tenant_id: str) -> list[dict]:
+    """The tenant's live keys."""
+    async with pool.acquire() as conn:
+        return await api_keys.list_keys(conn, tenant_id)
+
+
+async def add_api_key(pool: aiopg.Pool, tenant_id: str, kind: str, name: str) -> tuple[dict, str]:
+    """Create a key for the tenant; return (its row, the whole key, shown this once)."""
+    async with pool.acquire() as conn:
+        return await create_api_key(conn, tenant_id, kind, name)
+
+
+async def revoke_api_key(pool: aiopg.Pool, tenant_id: str, key_id: int) -> dict:
+    """Revoke a live key of the tenant (refused from the next request on, by every process)."""
+    async with pool.acquire() as conn:
+        row = await api_keys.revoke_key(conn, tenant_id, key_id)
+    if row is None:
+        raise NotFound(f"API key not found: {key_id}")
+    return row
+
+
+async def tenant_settings(pool: aiopg.Pool, tenant_id: str) -> dict:
+    """The tenant's settings row."""
+    async with pool.acquire() as conn:
+        row = await store.tenant_by_id(conn, tenant_id)
+    if row is None:
+        raise NotFound("Tenant not found")
+    return row
+
+
+async def update_tenant_settings(pool: aiopg.Pool, tenant_id: str, changes: dict) -> dict:
+    """Change the tenant's name or identity verification flag."""
+    async with pool.acquire() as conn:
+        row = await store.update_tenant(conn, tenant_id, changes)
+    if row is None:
+        raise NotFound("Tenant not found")
+    return row
+
+
+async def rotate_identity_secret(pool: aiopg.Pool, tenant_id: str) -> dict:
+    """Give the tenant a new identity secret (userHash values made with the old one stop working)."""
+    async with pool.acquire() as conn:
+        row = await store.set_identity_secret(conn, tenant_id, new_identity_secret())
+    if row is None:
+        raise NotFound("Tenant not found")
+    return row
+
+
+def new_identity_secret() -> str:
+    """A random HMAC key for userHash."""
+    return secrets.token_hex(32)

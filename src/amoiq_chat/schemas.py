@@ -1,0 +1,172 @@
+"""Marshmallow schemas of the account, key, tenant and widget request bodies (unknown fields refused)."""
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validates_schema
+from marshmallow.validate import Length, OneOf, Range, Regexp
+
+from . import errors
+from .http import validate
+
+POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
+PRECHAT_TYPES = ("text", "email", "tel", "select")
+KEY_KINDS = ("publishable", "secret")
+COLOR = Regexp(r"^#[0-9A-Fa-f]{6}$", error="must be a colour like #1a2b3c")
+USERNAME = Regexp(r"^[A-Za-z0-9_.-]+$", error="may contain only letters, digits, '_', '.' and '-'")
+# A host name, optionally "*." for any subdomain; no scheme, path or port.
+DOMAIN = Regexp(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+                error="must be a host name like example.com or *.example.com")
+PASSWORD_MAX = 1024  # argon2 hashes anything, but nobody needs more
+
+
+def not_blank(value: str) -> None:
+    """Refuse strings of only whitespace."""
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+def load_changes(schema: Schema, data: dict) -> dict:
+    """Validate a partial update: only the given fields, at least one of them."""
+    changes = validate(schema, data, partial=True)
+    if not changes:
+        raise errors.ValidationError("Nothing to update", errors={"body": "give at least one field to change"})
+    return changes
+
+
+class StrictBool(fields.Boolean):
+    """A JSON boolean, not "true", 1 or "yes"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def text(low: int, high: int, **kwargs: Any) -> fields.String:
+    """A string field of bounded length that is not blank."""
+    return fields.String(validate=[Length(low, high), not_blank], **kwargs)
+
+
+class Strict(Schema):
+    """Refuses fields it does not know."""
+
+    class Meta:
+        unknown = RAISE
+
+
+# Accounts ----------------------------------------------------------------------------------
+
+class RegisterSchema(Strict):
+    username = fields.String(required=True, validate=[Length(3, 100), USERNAME])
+    email = fields.Email(required=True, validate=Length(max=255))
+    password = fields.String(required=True, validate=Length(8, PASSWORD_MAX))
+
+
+class LoginSchema(Strict):
+    email = fields.Email(required=True, validate=Length(max=255))
+    password = fields.String(required=True, validate=Length(1, PASSWORD_MAX))
+
+
+class AgentSchema(Strict):
+    """POST /api/agents; with partial=True, PUT /api/agents/{id}."""
+
+    username = fields.String(required=True, validate=[Length(3, 100), USERNAME])
+    email = fields.Email(required=True, validate=Length(max=255))
+    password = fields.String(required=True, validate=Length(8, PASSWORD_MAX))
+    full_name = text(1, 255, required=True)
+    is_active = StrictBool()
+
+
+class ApiKeySchema(Strict):
+    kind = fields.String(required=True, validate=OneOf(KEY_KINDS))
+    name = fields.String(validate=Length(max=100), load_default="")
+
+
+class TenantSchema(Strict):
+    """PUT /api/tenant (partial); identitySecret is read-only, so unknown here."""
+
+    name = text(1, 255)
+    identity_verification = StrictBool(data_key="identityVerification")
+
+
+# Widgets -----------------------------------------------------------------------------------
+
+class PrechatFieldSchema(Strict):
+    name = fields.String(required=True, validate=[Length(1, 50), Regexp(r"^[A-Za-z][A-Za-z0-9_]*$",
+                                                                        error="must be an identifier like full_name")])
+    label = text(1, 255)
+    type = fields.String(required=True, validate=OneOf(PRECHAT_TYPES))
+    required = StrictBool(load_default=False)
+    options = fields.List(text(1, 255), validate=Length(1, 50))
+
+    @validates_schema
+    def options_only_for_select(self, data: dict, **kwargs: Any) -> None:
+        """A select needs options; other types take none."""
+        if data.get("type") == "select" and not data.get("options"):
+            raise ValidationError("required for a select field", "options")
+        if data.get("type") in ("text", "email", "tel") and "options" in data:
+            raise ValidationError("only a select field has options", "options")
+
+    @post_load
+    def default_label(self, data: dict, **kwargs: Any) -> dict:
+        """Label a field by its name when no label is given."""
+        data.setdefault("label", data["name"])
+        return data
+
+
+class FaqEntrySchema(Strict):
+    keywords = fields.List(text(1, 100), required=True, validate=Length(1, 20))
+    answer = text(1, 2000, required=True)
+
+
+class WidgetSchema(Strict):
+    """POST /api/widgets; with partial=True, PUT /api/widgets/{siteKey}."""
+
+    business_name = text(1, 255, required=True)
+    widget_title = text(1, 255)
+    welcome_message = text(1, 2000)
+    primary_color = fields.String(validate=COLOR)
+    secondary_color = fields.String(validate=COLOR)
+    position = fields.String(validate=OneOf(POSITIONS))
+    enable_prechat_form = StrictBool()
+    prechat_fields = fields.List(fields.Nested(PrechatFieldSchema), validate=Length(max=20))
+    allowed_domains = fields.List(fields.String(validate=Length(1, 253)), validate=Length(max=50))
+    faq = fields.List(fields.Nested(FaqEntrySchema), validate=Length(max=100))
+    is_active = StrictBool()
+
+    @validates_schema
+    def unique_prechat_names(self, data: dict, **kwargs: Any) -> None:
+        """Two pre-chat fields may not share a name."""
+        names = [f["name"] for f in data.get("prechat_fields") or []]
+        if len(names) != len(set(names)):
+            raise ValidationError("two fields share a name", "prechat_fields")
+
+    @validates_schema
+    def domains_are_host_names(self, data: dict, **kwargs: Any) -> None:
+        """Each allowed domain is a bare host name (case does not matter)."""
+        errors = {}
+        for index, domain in enumerate(data.get("allowed_domains") or []):
+            try:
+                DOMAIN(domain.lower())
+            except ValidationError as exc:
+                errors[index] = exc.messages
+        if errors:
+            raise ValidationError({"allowed_domains": errors})
+
+    @post_load
+    def lower_domains(self, data: dict, **kwargs: Any) -> dict:
+        """Store domains in lower case, once each, in the order given."""
+        if "allowed_domains" in data:
+            data["allowed_domains"] = list(dict.fromkeys(d.lower() for d in data["allowed_domains"]))
+        return data
+
+
+class PageSchema(Schema):
+    """?page=&limit= of a list (other query parameters, such as cache busters, are ignored)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    page = fields.Integer(load_default=1, validate=Range(1, 1_000_000))
+    limit = fields.Integer(load_default=50, validate=Range(1, 100))

@@ -1,0 +1,90 @@
+"""Widgets of a tenant: create, read, change, delete, and the public configuration."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import aiopg
+
+from ..auth import random_id
+from ..errors import Forbidden, NotFound
+from ..store import widgets as store
+from . import stats
+
+MAX_SITE_KEY = 255
+
+
+def widget_not_found(site_key: str) -> NotFound:
+    """404 WIDGET_NOT_FOUND with the seed's message."""
+    return NotFound(f"Widget not found for site key: {site_key[:MAX_SITE_KEY]}", code="WIDGET_NOT_FOUND")
+
+
+async def _owned(conn: aiopg.Connection, tenant_id: str, site_key: str) -> dict:
+    """The widget if the tenant owns it; 404 when unknown, 403 when another tenant's."""
+    row = await store.widget_by_site_key(conn, site_key) if len(site_key) <= MAX_SITE_KEY else None
+    if row is None:
+        raise widget_not_found(site_key)
+    if row["tenant_id"] != tenant_id:
+        raise Forbidden("This widget belongs to another tenant")
+    return row
+
+
+async def create_widget(pool: aiopg.Pool, tenant_id: str, user_id: int | None, fields: Mapping[str, Any]) -> dict:
+    """Store a new widget with a fresh site key."""
+    async with pool.acquire() as conn:
+        return await store.insert_widget(conn, tenant_id, user_id, random_id("widget"), fields)
+
+
+async def get_widget(pool: aiopg.Pool, tenant_id: str, site_key: str) -> dict:
+    """One of the tenant's widgets."""
+    async with pool.acquire() as conn:
+        return await _owned(conn, tenant_id, site_key)
+
+
+async def list_widgets(pool: aiopg.Pool, tenant_id: str, page: int, limit: int) -> tuple[list[dict], dict]:
+    """One page of the tenant's widgets and the tenant's stats."""
+    async with pool.acquire() as conn:
+        rows = await store.list_widgets(conn, tenant_id, limit, (page - 1) * limit)
+    return rows, await stats.tenant_stats(pool, tenant_id)
+
+
+async def update_widget(pool: aiopg.Pool, tenant_id: str, site_key: str, changes: Mapping[str, Any]) -> dict:
+    """Change some fields of one of the tenant's widgets."""
+    async with pool.acquire() as conn:
+        row = await store.update_widget(conn, tenant_id, site_key, changes) if len(site_key) <= MAX_SITE_KEY else None
+        if row is None:
+            await _owned(conn, tenant_id, site_key)  # says 404 or 403
+            raise widget_not_found(site_key)  # deleted meanwhile
+    return row
+
+
+async def delete_widget(pool: aiopg.Pool, tenant_id: str, site_key: str) -> None:
+    """Delete one of the tenant's widgets, with its conversations."""
+    async with pool.acquire() as conn:
+        if len(site_key) > MAX_SITE_KEY or not await store.delete_widget(conn, tenant_id, site_key):
+            await _owned(conn, tenant_id, site_key)
+            raise widget_not_found(site_key)
+
+
+async def public_widget(pool: aiopg.Pool, site_key: str, origin: str | None) -> dict:
+    """An active widget for the page embedding it; 404 unknown or inactive, 403 from a foreign origin."""
+    async with pool.acquire() as conn:
+        row = await store.widget_by_site_key(conn, site_key) if len(site_key) <= MAX_SITE_KEY else None
+    if row is None or not row["is_active"]:
+        raise widget_not_found(site_key)
+    if origin and not origin_allowed(row["allowed_domains"], origin):
+        raise Forbidden("This widget is not allowed on that website")
+    return row
+
+
+def origin_allowed(allowed_domains: list[str], origin: str | None) -> bool:
+    """True when the widget allows any domain, or the Origin's host is listed (`*.x` = subdomains of x)."""
+    if not allowed_domains:
+        return True
+    host = (urlsplit(origin or "").hostname or "").lower()
+    if not host:
+        return False
+    for domain in allowed_domains:
+        if host == domain or (domain.startswith("*.") and host.endswith(domain[1:])):
+            return True
+    return False
