@@ -1,7 +1,10 @@
 """The admin's agents: list, create, change, delete; agents/stats from stored rows."""
+import time
+
+import jwt
 import pytest
 
-from .factories import (PASSWORD, create_agent, create_widget, expect, expect_error, fetch, insert_messages,
+from .factories import (PASSWORD, bearer, create_agent, create_widget, expect, expect_error, fetch, insert_messages,
                         insert_rating, insert_session, register_admin, unique)
 
 AGENT_FIELDS = {"id", "username", "email", "full_name", "is_active", "is_online", "last_active", "created_at",
@@ -159,3 +162,20 @@ async def test_agent_stats_come_from_stored_rows(client, db_conn):
     # The admin sees all agents together: (60 + 180 + 120 + 600) / 4 s = 4.0 min, ratings (5 + 2) / 2.
     team = (await expect(await client.get("/api/agents/stats", headers=admin.headers), 200))["data"]
     assert team == {"chatsHandled": 3, "activeChats": 1, "avgResponseTime": "4.0 min", "customerSatisfaction": 3.5}
+
+
+async def test_password_change_ends_tokens_issued_before_it(client, settings):
+    admin = await register_admin(client)
+    agent = await create_agent(client, admin)
+    claims = jwt.decode(agent.token, options={"verify_signature": False})
+    earlier = jwt.encode({**claims, "iat": int(time.time()) - 10}, settings.jwt_secret, algorithm="HS256")
+    await expect(await client.get("/api/agents/stats", headers=bearer(earlier)), 200)
+    await expect(await client.put(f"/api/agents/{agent.id}", json={"password": "a-brand-new-one"},
+                                  headers=admin.headers), 200)
+    await expect_error(await client.get("/api/agents/stats", headers=bearer(earlier)), 401, "INVALID_JWT_TOKEN")
+    login = await expect(await client.post("/api/auth/agent-login",
+                                           json={"email": agent.email, "password": "a-brand-new-one"}), 200)
+    await expect(await client.get("/api/agents/stats", headers=bearer(login["data"]["token"])), 200)
+    # Changing other fields leaves tokens alone.
+    await expect(await client.put(f"/api/agents/{agent.id}", json={"full_name": "Renamed"}, headers=admin.headers), 200)
+    await expect(await client.get("/api/agents/stats", headers=bearer(login["data"]["token"])), 200)

@@ -72,3 +72,13 @@ async def test_revoked_key_stops_working_at_once_on_every_process(aiohttp_client
 async def test_revoke_unknown_key_is_404(client, key_id):
     admin = await register_admin(client)
     await expect_error(await client.delete(f"/api/keys/{key_id}", headers=admin.headers), 404, "NOT_FOUND")
+
+
+async def test_a_used_key_shows_when_it_was_last_used(client):
+    admin = await register_admin(client)
+    before = {k["kind"]: k for k in (await expect(await client.get("/api/keys", headers=admin.headers), 200))["data"]["keys"]}
+    assert before["secret"]["last_used_at"] is None
+    await expect(await client.get("/api/widgets", headers=bearer(admin.secret_key)), 200)
+    after = {k["kind"]: k for k in (await expect(await client.get("/api/keys", headers=admin.headers), 200))["data"]["keys"]}
+    assert after["secret"]["last_used_at"] is not None
+    assert after["publishable"]["last_used_at"] is None

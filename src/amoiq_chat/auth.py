@@ -14,11 +14,11 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import db
 from .errors import Forbidden, InvalidApiKey, InvalidToken, Unauthorized
 from .keys import DB, PRINCIPAL, SETTINGS
 from .settings import Settings
 from .store.accounts import account_usable
+from .store.api_keys import key_for_use
 
 ADMIN, AGENT, VISITOR = "admin", "agent", "visitor"
 SECRET_KEY, PUBLISHABLE_KEY = "secret_key", "publishable_key"
@@ -162,11 +162,7 @@ def bearer(request: web.Request) -> str | None:
 async def principal_for_key(request: web.Request, key: str) -> Principal:
     """Look an API key up (revocation takes effect at once, on every process)."""
     async with request.app[DB].acquire() as conn:
-        row = await db.fetch_one(
-            conn,
-            "SELECT id, tenant_id, kind FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-            (hash_api_key(key),),
-        )
+        row = await key_for_use(conn, hash_api_key(key))
     if row is None:
         raise InvalidApiKey()
     role = PUBLISHABLE_KEY if row["kind"] == "publishable" else SECRET_KEY
@@ -174,11 +170,13 @@ async def principal_for_key(request: web.Request, key: str) -> Principal:
 
 
 async def check_account(request: web.Request, principal: Principal) -> None:
-    """Refuse the token of an admin or agent that was deleted, or an agent that was deactivated."""
+    """Refuse the token of an admin or agent that was deleted, an agent that was deactivated,
+    or a token issued before the account's password changed."""
     account_id = int(principal.subject) if principal.subject.isdigit() and len(principal.subject) < 19 else None
     if account_id is not None:
         async with request.app[DB].acquire() as conn:
-            if await account_usable(conn, "users" if principal.role == ADMIN else "agents", account_id, principal.tenant_id):
+            table = "users" if principal.role == ADMIN else "agents"
+            if await account_usable(conn, table, account_id, principal.tenant_id, int(principal.claims["iat"])):
                 return
     raise InvalidToken("This account no longer exists or is deactivated")
 

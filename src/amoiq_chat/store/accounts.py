@@ -37,13 +37,14 @@ async def agent_by_id(conn: aiopg.Connection, tenant_id: str, agent_id: int) -> 
         conn, f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s AND tenant_id = %s", (agent_id, tenant_id))
 
 
-async def account_usable(conn: aiopg.Connection, table: str, account_id: int, tenant_id: str) -> bool:
-    """True when the admin (`users`) or active agent (`agents`) still exists in that tenant."""
+async def account_usable(conn: aiopg.Connection, table: str, account_id: int, tenant_id: str, issued_at: int) -> bool:
+    """True when the admin (`users`) or active agent (`agents`) still exists in that tenant
+    and its password has not changed since the token was issued at `issued_at` (epoch seconds)."""
     sql = {
         "users": "SELECT 1 FROM users WHERE id = %s AND tenant_id = %s",
         "agents": "SELECT 1 FROM agents WHERE id = %s AND tenant_id = %s AND is_active",
-    }[table]
-    return await db.fetch_one(conn, sql, (account_id, tenant_id)) is not None
+    }[table] + " AND (password_changed_at IS NULL OR floor(extract(epoch FROM password_changed_at)) <= %s)"
+    return await db.fetch_one(conn, sql, (account_id, tenant_id, issued_at)) is not None
 
 
 async def list_agents(conn: aiopg.Connection, tenant_id: str) -> list[dict]:
@@ -66,6 +67,7 @@ async def update_agent(conn: aiopg.Connection, tenant_id: str, agent_id: int, ch
     return await db.fetch_one(
         conn,
         f"UPDATE agents SET {assignments(changes, AGENT_WRITABLE)}, updated_at = now()"
+        + (", password_changed_at = now()" if "password_hash" in changes else "") +
         f" WHERE id = %(agent_id)s AND tenant_id = %(tenant_id)s RETURNING {AGENT_COLUMNS}",
         {**changes, "agent_id": agent_id, "tenant_id": tenant_id},
     )

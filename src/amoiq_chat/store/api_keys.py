@@ -34,3 +34,15 @@ async def revoke_key(conn: aiopg.Connection, tenant_id: str, key_id: int) -> dic
         f" RETURNING {KEY_COLUMNS}",
         (key_id, tenant_id),
     )
+
+
+async def key_for_use(conn: aiopg.Connection, key_hash: str) -> dict | None:
+    """The live key with this hash; marks it used (written at most once a minute per key)."""
+    return await db.fetch_one(
+        conn,
+        "WITH k AS (SELECT id, tenant_id, kind, last_used_at FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL),"
+        " touched AS (UPDATE api_keys SET last_used_at = now() WHERE id = (SELECT id FROM k)"
+        "  AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute'))"
+        " SELECT id, tenant_id, kind FROM k",
+        (key_hash,),
+    )
