@@ -18,10 +18,10 @@ Handler = Callable[[Connection, dict], Awaitable[None]]
 Before = Callable[[Connection, dict], Awaitable[None]]
 
 
-def error_frame(exc: ApiError, frame: dict | None = None) -> dict[str, Any]:
+def error_frame(exc: ApiError, frame: Any = None) -> dict[str, Any]:
     """The `error` frame of an ApiError, echoing the offending frame's type and clientMessageId."""
     body: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message, "errors": exc.errors}
-    if frame:
+    if isinstance(frame, dict):
         if isinstance(frame.get("type"), str):
             body["frameType"] = frame["type"]
         if isinstance(frame.get("clientMessageId"), str):
@@ -48,7 +48,7 @@ class Registry:
 
     async def dispatch(self, conn: Connection, raw: str) -> None:
         """Validate and run one text frame; any ApiError becomes an `error` frame, the socket stays open."""
-        frame: dict | None = None
+        frame: Any = None
         try:
             try:
                 frame = loads(raw)
