@@ -135,10 +135,12 @@ class MessageWriter:
             return
         self.batches += 1
         self.stored += len(new_rows)
-        try:
-            await self._announce(new_rows, outbox_ids, sessions)
-        except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
-            log.warning("publishing %d stored messages failed: %s", len(new_rows), exc)
+        for attempt in (1, 2):  # a pooled connection may be stale after a Redis restart: retry once
+            try:
+                await self._announce(new_rows, outbox_ids, sessions)
+                break
+            except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
+                log.warning("publishing %d stored messages failed (attempt %d): %s", len(new_rows), attempt, exc)
         for (_, future), result in zip(batch, results):
             if future.done():
                 continue
