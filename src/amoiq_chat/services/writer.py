@@ -160,6 +160,8 @@ class MessageWriter:
                 (session_ids,),
             )
             sessions = {row["session_id"]: row for row in locked}
+            # Taken after the locks: a later seq of a session never gets an earlier created_at.
+            now = dt.datetime.now(dt.timezone.utc)
             existing: dict[tuple[str, str], dict] = {}
             if keyed:
                 rows = await db.fetch_all(
@@ -168,7 +170,6 @@ class MessageWriter:
                     ([s for s, _ in keyed], [c for _, c in keyed]),
                 )
                 existing = {(r["session_id"], r["client_message_id"]): r for r in rows}
-            now = dt.datetime.now(dt.timezone.utc)
             results: list[Any] = []
             new_rows: list[dict] = []
             for draft in drafts:
