@@ -72,6 +72,8 @@ class Registry:
             close_code = exc.details.get("close")
             if close_code:  # a policy refusal: say why, then close
                 conn.close_soon(close_code, exc.message)
+        except ConnectionResetError:
+            return  # the socket is going away; nobody to tell
         except Exception:
             log.exception("%s frame handler failed", self.name)
             conn.send(error_frame(InternalError(), frame))
