@@ -13,11 +13,14 @@ from ..bus import STAFF, Event
 from ..jsonutil import dumps
 from ..keys import DB, HUB, SETTINGS
 from ..services import messages, sessions
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = 1024
-SLOW_PEER_CLOSE = 1013  # Try Again Later: the peer did not read its frames fast enough
+SLOW_PEER_CLOSE = 1013
+STOP_TIMEOUT = 2.0
+STOP = object()  # Try Again Later: the peer did not read its frames fast enough
 
 
 @dataclass
@@ -147,6 +150,8 @@ class Connection:
         try:
             while True:
                 item = await self._queue.get()
+                if item is STOP or self.ws.closed:
+                    return
                 if isinstance(item, bytes):
                     await self.ws.send_frame(item, WSMsgType.TEXT)
                 elif isinstance(item, Seq):
@@ -215,16 +220,21 @@ class Connection:
                 self.cursors[session_id] = row["seq"]
 
     async def stop(self) -> None:
-        """Leave every room and stop the writer."""
+        """Leave every room, let the writer finish what it is sending (cancel it if it hangs), stop."""
         await self.app[HUB].leave_all(self)
-        for task in (self._writer, self._closer):
-            if task is not None and not task.done():
-                if task is self._writer:
-                    task.cancel()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            if self._put(STOP):
                 try:
-                    await task
-                except (asyncio.CancelledError, ConnectionResetError):
+                    await asyncio.wait_for(asyncio.shield(writer), STOP_TIMEOUT)
+                except asyncio.TimeoutError:
                     pass
+            await cancel_and_wait(writer)
+        if self._closer is not None:
+            try:
+                await self._closer
+            except ConnectionResetError:
+                pass
 
     # Reading -------------------------------------------------------------------------------
 

@@ -155,9 +155,10 @@ async def on_message(conn: Connection, frame: dict) -> None:
         raise Forbidden("userId does not match this session", errors={"userId": "does not match the session"})
     text = (frame.get("text") or frame.get("message")).strip()
     stored = await chat.post_visitor_message(
-        app[WRITER], app[CHAT_HOOKS], conn.session, text,
-        client_message_id=frame.get("clientMessageId"), metadata=chat.visitor_metadata(frame))
+        app[WRITER], conn.session, text, client_message_id=frame.get("clientMessageId"),
+        metadata=chat.visitor_metadata(frame))
     conn.send(chat.ack_frame(stored, frame.get("clientMessageId")))
+    await chat.after_visitor_message(app[CHAT_HOOKS], conn.session, stored)
 
 
 @visitor_frames.handler("typing", TypingFrame())
