@@ -9,7 +9,7 @@ import aiopg
 
 from .. import db
 from ..bus import STAFF, VISITOR, Bus, encode_event
-from ..jsonutil import dumps, iso, now_iso
+from ..jsonutil import dumps, now_iso
 from . import messages, sessions
 from .presence import Gone, user_entry
 from .writer import Draft, MessageWriter, Stored
@@ -69,7 +69,7 @@ def ack_frame(stored: Stored, client_message_id: str | None) -> dict[str, Any]:
     """The `ack` of a stored message (the same id and seq when a clientMessageId repeats)."""
     return {"type": "ack", "clientMessageId": client_message_id, "id": stored.id, "seq": stored.seq,
             "sessionId": stored.row["session_id"], "duplicate": stored.duplicate,
-            "timestamp": iso(stored.row["created_at"])}
+            "timestamp": messages.timestamp(stored.row)}
 
 
 async def accept_chat(pool: aiopg.Pool, bus: Bus, tenant_id: str, session_id: str, staff: dict[str, Any]) -> dict:
