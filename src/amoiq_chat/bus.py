@@ -149,7 +149,7 @@ class Bus:
         except (aioredis.ConnectionError, OSError, asyncio.TimeoutError) as exc:
             log.warning("bus: %s failed (%s); will resubscribe on reconnect", args[0], exc)
 
-    async def _open(self) -> aioredis.Connection:
+    async def _open(self) -> tuple[aioredis.Connection, set[str]]:
         pool = self.redis.connection_pool
         # RESP2: subscription replies and messages come back from read_response, not a push handler.
         kwargs = {k: v for k, v in pool.connection_kwargs.items() if not k.startswith(("maint_", "orig_", "himport"))}
@@ -159,8 +159,11 @@ class Bus:
         if rooms:  # resubscribe, and wait for every confirmation before saying we are back
             await conn.send_command("SUBSCRIBE", *rooms, check_health=False)
             for _ in rooms:
-                self._handle(await conn.read_response(timeout=SUBSCRIBE_TIMEOUT))
-        return conn
+                reply = await conn.read_response(timeout=SUBSCRIBE_TIMEOUT)
+                if reply is None:
+                    raise ConnectionError("no answer to SUBSCRIBE")
+                self._handle(reply)
+        return conn, set(rooms)
 
     async def _listen(self) -> None:
         """Read the subscription connection forever; reconnect with capped backoff."""
@@ -168,8 +171,11 @@ class Bus:
         reconnected = False
         while True:
             try:
-                self._conn = await self._open()
+                self._conn, subscribed = await self._open()
                 self._connected.set()
+                joined_meanwhile = [room for room in self._rooms if room not in subscribed]
+                if joined_meanwhile:  # rooms joined while we were reconnecting
+                    await self._send("SUBSCRIBE", *joined_meanwhile)
                 if reconnected:
                     self.on_reconnect()
                     self.reconnected.set()
