@@ -154,15 +154,19 @@ class Bus:
         # RESP2: subscription replies and messages come back from read_response, not a push handler.
         kwargs = {k: v for k, v in pool.connection_kwargs.items() if not k.startswith(("maint_", "orig_", "himport"))}
         conn = pool.connection_class(**kwargs, protocol=2)
-        await conn.connect()
         rooms = list(self._rooms)
-        if rooms:  # resubscribe, and wait for every confirmation before saying we are back
-            await conn.send_command("SUBSCRIBE", *rooms, check_health=False)
-            for _ in rooms:
-                reply = await conn.read_response(timeout=SUBSCRIBE_TIMEOUT)
-                if reply is None:
-                    raise ConnectionError("no answer to SUBSCRIBE")
-                self._handle(reply)
+        try:
+            await conn.connect()
+            if rooms:  # resubscribe, and wait for every confirmation before saying we are back
+                await conn.send_command("SUBSCRIBE", *rooms, check_health=False)
+                for _ in rooms:
+                    reply = await conn.read_response(timeout=SUBSCRIBE_TIMEOUT)
+                    if reply is None:
+                        raise ConnectionError("no answer to SUBSCRIBE")
+                    self._handle(reply)
+        except BaseException:
+            await conn.disconnect()
+            raise
         return conn, set(rooms)
 
     async def _listen(self) -> None:
