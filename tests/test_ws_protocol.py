@@ -94,11 +94,17 @@ async def test_agent_socket_checks_its_token(chat, db_conn):
         with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
             await client.ws_connect(url)
         assert caught.value.status == status_code, url
+    # A password change ends the tokens issued before it, on sockets as on HTTP.
+    with db_conn.cursor() as cur:
+        cur.execute("UPDATE agents SET password_changed_at = now() + interval '5 seconds' WHERE id = %s", (other["id"],))
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await client.ws_connect(f"/ws/agent/{other['id']}?token={other['token']}")
+    assert caught.value.status == 401
     with db_conn.cursor() as cur:
         cur.execute("UPDATE agents SET is_active = false WHERE id = %s", (agent["id"],))
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await client.ws_connect(f"/ws/agent/{agent['id']}?token={agent['token']}")
-    assert caught.value.status == 403
+    assert caught.value.status == 401
     admin = await staff(client, tenant.admin_id, tenant.admin_token)
     await admin.close()
 
@@ -172,7 +178,7 @@ async def test_rate_limit_errors_then_closes_with_1008(aiohttp_client, make_app,
 
 async def test_origin_must_match_the_widgets_allowed_domains(aiohttp_client, make_app):
     client = await aiohttp_client(make_app())
-    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], allowed_domains=["example.com"])
+    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], allowed_domains=["*.example.com"])
     ws, _ = await visitor(client, tenant, Origin="https://evil.test")
     await ws.send_json({"type": "message", "siteKey": tenant.site_key, "message": "hi"})
     error = await recv(ws)

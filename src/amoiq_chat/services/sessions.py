@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiopg
 
@@ -11,6 +10,7 @@ from .. import db
 from ..auth import random_id, user_hash_valid
 from ..errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from ..jsonutil import iso, now_iso
+from ..store.widgets import widget_by_site_key
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._~-]{8,128}$")
 SESSION_TTL = 24 * 3600
@@ -45,29 +45,9 @@ def session_cache_value(row: dict) -> dict[str, Any]:
             "createdAt": iso(row.get("started_at")), "lastActivity": now_iso()}
 
 
-def origin_allowed(origin: str | None, allowed_domains: list[str]) -> bool:
-    """True when the widget allows any domain, or the Origin's host is one of them (or a subdomain)."""
-    if not allowed_domains:
-        return True
-    host = (urlsplit(origin).hostname or "").lower() if origin else ""
-    if not host:
-        return False
-    for domain in allowed_domains:
-        domain = str(domain).lower().strip().lstrip(".")
-        if "://" in domain:
-            domain = (urlsplit(domain).hostname or "").lower()
-        if domain and (host == domain or host.endswith("." + domain)):
-            return True
-    return False
-
-
 async def find_widget(conn: aiopg.Connection, site_key: str, tenant_id: str | None = None) -> dict:
     """An active widget by site key (404 WIDGET_NOT_FOUND), checked against the caller's tenant (403)."""
-    widget = await db.fetch_one(
-        conn,
-        "SELECT site_key, tenant_id, business_name, allowed_domains, is_active FROM widget_configs WHERE site_key = %s",
-        (site_key,),
-    )
+    widget = await widget_by_site_key(conn, site_key)
     if widget is None or not widget["is_active"]:
         raise WidgetNotFound(f"Widget not found for site key: {site_key}")
     if tenant_id is not None and widget["tenant_id"] != tenant_id:

@@ -84,7 +84,7 @@ def origin_allowed(allowed_domains: list[str], origin: str | None) -> bool:
     host = (urlsplit(origin or "").hostname or "").lower()
     if not host:
         return False
-    for domain in allowed_domains:
+    for domain in (str(d).lower() for d in allowed_domains):
         if host == domain or (domain.startswith("*.") and host.endswith(domain[1:])):
             return True
     return False

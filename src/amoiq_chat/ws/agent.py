@@ -26,6 +26,7 @@ async def _staff_for_token(request: web.Request) -> dict:
         raise Forbidden("This socket is for agents and admins")
     if principal.subject != request.match_info["agentId"]:
         raise Forbidden("The token does not belong to this agentId")
+    await auth.check_account(request, principal)  # deleted, deactivated, or password changed since
     async with request.app[DB].acquire() as conn:
         member = await sessions.staff_member(conn, principal.role, principal.subject, principal.tenant_id)
     return {"id": member["id"], "role": principal.role, "name": member["name"], "tenant_id": principal.tenant_id}

@@ -14,6 +14,7 @@ from ..jsonutil import dumps, now_iso
 from ..http import validate
 from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, SOCKETS, WRITER
 from ..services import chat, presence, sessions
+from ..services.widgets import origin_allowed
 from ..services.chat_schemas import JoinFrame, MessageBody, SyncFrame, TypingFrame, VisitorFields
 from .registry import Registry, new_socket, read_frames
 from .transport import Connection
@@ -44,7 +45,7 @@ async def _session_for_token(request: web.Request, session_id: str, token: str) 
         session = await sessions.find_session(conn, session_id, principal.tenant_id)
         if session["site_key"]:
             widget = await sessions.find_widget(conn, session["site_key"], principal.tenant_id)
-            if not sessions.origin_allowed(request.headers.get("Origin"), widget["allowed_domains"]):
+            if not origin_allowed(widget["allowed_domains"], request.headers.get("Origin")):
                 raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"})
     return session
 
@@ -123,7 +124,7 @@ async def join_with_site_key(conn: Connection, frame: dict) -> None:
     app = conn.app
     async with app[DB].acquire() as db_conn:
         widget = await sessions.find_widget(db_conn, site_key)
-        if not sessions.origin_allowed(conn.info.get("origin"), widget["allowed_domains"]):
+        if not origin_allowed(widget["allowed_domains"], conn.info.get("origin")):
             raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"},
                             details={"close": WSCloseCode.POLICY_VIOLATION})
         tenant_id = widget["tenant_id"]
