@@ -87,7 +87,7 @@ async def test_security_headers_on_every_response(client):
 
 async def test_http_rate_limit_is_shared_and_announced(aiohttp_client, make_app):
     # A forwarded address unique to this run, so other runs on the same Redis do not count.
-    ip = f"203.0.113.{secrets.randbelow(250) + 1}"
+    ip = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
     # Two apps stand for two processes; an hour-long window keeps the count in one window.
     limit = dict(rate_limit_http=RateLimit(3, 3600), trusted_proxies=("127.0.0.1",))
     first = await aiohttp_client(make_app(**limit))
