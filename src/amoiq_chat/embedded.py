@@ -143,7 +143,16 @@ class EmbeddedPostgres:
         self.folder.mkdir(parents=True, exist_ok=True)
         logging.getLogger("pgserver").setLevel(logging.WARNING)
         self._forget_dead_handles()
-        self.server = pgserver.get_server(self.folder, cleanup_mode="stop")
+        for attempt in range(3):
+            try:
+                self.server = pgserver.get_server(self.folder, cleanup_mode="stop")
+                break
+            except AssertionError:
+                # pgserver kills a server left running on a deleted data folder of the same path
+                # and checks at once that it is gone; give the old process time to exit.
+                if attempt == 2:
+                    raise EmbeddedError(f"a PostgreSQL left from an earlier run on {self.folder} would not stop") from None
+                time.sleep(1.0)
         exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{APP_DATABASE}';")
         if "(1 row)" not in exists:
             self.server.psql(f"CREATE DATABASE {APP_DATABASE};")
