@@ -1,0 +1,63 @@
+"""Sample a server process with py-spy during a load and summarise where its time goes."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+TOP = 25
+
+
+def start(pid: int, duration: float) -> dict | None:
+    """Start `py-spy record` on pid for `duration` s (collapsed stacks); None if py-spy is missing."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        return {"error": "py-spy is not installed (pip install '.[bench]')"}
+    out = Path(f"/tmp/amoiq-bench-pyspy-{pid}.txt")
+    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(duration))), "--rate", "250",
+                             "--format", "raw", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return {"proc": proc, "out": out}
+
+
+def summarise(collapsed: str) -> dict:
+    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    own: Counter = Counter()
+    inclusive: Counter = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else f
+                  for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    share = lambda c: [[name, round(100 * n / total, 1)] for name, n in c.most_common(TOP)] if total else []  # noqa: E731
+    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
+
+
+async def finish(spy: dict, folder: Path, started: str) -> dict:
+    """Wait for py-spy, keep its raw output under folder, return the summary."""
+    if "error" in spy:
+        return spy
+    proc = spy["proc"]
+    try:
+        _, err = await asyncio.wait_for(asyncio.to_thread(proc.communicate), 60)
+    except asyncio.TimeoutError:
+        proc.kill()
+        return {"error": "py-spy did not finish"}
+    if proc.returncode != 0 or not spy["out"].exists():
+        return {"error": f"py-spy failed ({proc.returncode}): {err.decode(errors='replace').strip()[-300:]}"}
+    text = spy["out"].read_text(errors="replace")
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"profile-{started.replace(':', '').replace('-', '')}.collapsed.txt"
+    kept.write_text(text)
+    spy["out"].unlink(missing_ok=True)
+    return {"collapsed": str(kept.name), **summarise(text)}
