@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import psutil
 
 from . import loadgen, profile
 from .loadgen import Endpoint
@@ -77,6 +78,12 @@ def machine() -> dict:
             "platform": platform.platform(), "commit": commit}
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores) so far."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def raise_fd_limit(needed: int) -> int:
     """Raise RLIMIT_NOFILE towards the hard limit (children inherit it); return the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -96,25 +103,36 @@ class Bench:
                               "settings": {k: v for k, v in vars(args).items() if k != "parts"} | {"parts": sorted(args.parts)}}
         self.progress = Progress(self.planned_seconds())
         self.http: aiohttp.ClientSession | None = None   # made in run(), inside the loop
+        self.relay: Child | None = None
+        self.relay_ep: Endpoint | None = None
         self.backing_cpu = CpuByName("postgres", "redis-server")
 
     def planned_seconds(self) -> float:
         """Rough seconds of the whole run, for the progress bar."""
         a, parts = self.args, self.args.parts
         load = 2 * (a.duration + 4)
+        relay_again = (a.duration + 4) if "relay" in parts else 0
         idle = sum(a.idle_steps) / 1000 * 3
         total = 0.0
         if "relay" in parts:
             total += load + (idle if "idle" in parts else 0) + (a.http_duration if "http" in parts else 0)
         if "server1" in parts:
-            total += 10 + load + (idle if "idle" in parts else 0) + (2 * a.http_duration if "http" in parts else 0)
+            total += 10 + load + relay_again + (idle if "idle" in parts else 0) + (2 * a.http_duration if "http" in parts else 0)
         if "server2" in parts:
-            total += 10 + load
+            total += 10 + load + relay_again
         return total
 
     async def messages(self, name: str, mode: str, ep: Endpoint, children: list[Child], check=None, profile_pid=None) -> None:
-        """Open pairs, run one load, record client and server figures (and the storage check)."""
+        """Open pairs, run one load, record client and server figures (and the storage check).
+
+        A server's maximum load is preceded by a relay maximum load (the relay process idles
+        meanwhile), and its ratios are to that adjacent run: a shared machine drifts within minutes.
+        """
         a = self.args
+        reference = f"relay {mode}"
+        if mode == "max" and self.relay is not None and not name.startswith("relay"):
+            reference = f"relay max, before {name.split()[0]}"
+            await self.messages(reference, "max", self.relay_ep, [self.relay])
         pairs_n = a.fixed_pairs if mode == "fixed" else a.max_pairs
         self.progress.start(f"{name}: opening {pairs_n} pairs", 0)
         prefix = f"b{secrets.token_hex(3)}-{name.replace(' ', '-')}"
@@ -129,10 +147,12 @@ class Bench:
         before_xlen = await xlen(check[1]) if check else 0
         cpu0 = sum(c.cpu_seconds() for c in children)
         self.backing_cpu.begin()
+        busy0, wall0 = busy_seconds(), time.monotonic()
 
         def after_drain() -> None:
             snap["server"] = sum(c.cpu_seconds() for c in children) - cpu0
             snap["backing"] = self.backing_cpu.seconds()
+            snap["busy"], snap["wall"] = busy_seconds() - busy0, time.monotonic() - wall0
 
         spy = profile.start(profile_pid, a.duration) if profile_pid else None
         if mode == "fixed":
@@ -144,12 +164,16 @@ class Bench:
         run["server_cpu_s"] = round(snap["server"], 3)
         run["server_cpu_us_per_msg"] = round(1e6 * snap["server"] / delivered, 1)
         run["backing_cpu_us_per_msg"] = round(1e6 * snap["backing"] / delivered, 1) if children and check else None
+        # Everything else the machine ran meanwhile (other users of the shared cores): a disturbed run shows here.
+        others = snap["busy"] - snap["server"] - stats.loadgen_cpu_s - (snap["backing"] if check else 0.0)
+        run["others_cpu_pct"] = round(100 * max(others, 0.0) / (snap["wall"] * (os.cpu_count() or 1)), 1)
         if check:
             run["check"] = await verify(check[0], check[1], prefix, stats.sent, before_xlen)
         if spy:
             run["profile"] = await profile.finish(spy, RESULTS, self.results["started"])
-        relay = self.results["messages"].get(f"relay {mode}")
+        relay = self.results["messages"].get(reference)
         if relay and "error" not in relay and not name.startswith("relay"):
+            run["relay_reference"] = reference
             run["x_relay_rate"] = ratio(run["delivered_per_s"], relay["delivered_per_s"])
             run["x_relay_p50"] = ratio(run["p50_ms"], relay["p50_ms"])
             run["x_relay_p99"] = ratio(run["p99_ms"], relay["p99_ms"])
@@ -190,20 +214,18 @@ class Bench:
         self.progress.finish()
 
     async def run_relay(self) -> None:
-        """The ceiling: the same loads against the bare relay."""
-        relay = start_relay()
-        try:
-            base = f"ws://127.0.0.1:{relay.port}"
-            ep = Endpoint(base, base, [str(i + 1) for i in range(max(self.args.fixed_pairs, self.args.max_pairs))])
-            await self.messages("relay fixed", "fixed", ep, [relay])
-            await self.messages("relay max", "max", ep, [relay])
-            if "idle" in self.args.parts:
-                await self.idle("relay", relay, base, lambda sid: b'{"type":"join","siteKey":"relay"}')
-            if "http" in self.args.parts:
-                url = f"http://127.0.0.1:{relay.port}/api/widgets/relay/config"
-                await self.http_route("relay GET widget config", lambda h, w, n: _get(h, url))
-        finally:
-            relay.stop()
+        """The ceiling: the same loads against the bare relay, which then stays up for the server's runs."""
+        self.progress.start("starting the relay", 0)
+        relay = self.relay = start_relay()
+        base = f"ws://127.0.0.1:{relay.port}"
+        self.relay_ep = Endpoint(base, base, [str(i + 1) for i in range(max(self.args.fixed_pairs, self.args.max_pairs))])
+        await self.messages("relay fixed", "fixed", self.relay_ep, [relay])
+        await self.messages("relay max", "max", self.relay_ep, [relay])
+        if "idle" in self.args.parts:
+            await self.idle("relay", relay, base, lambda sid: b'{"type":"join","siteKey":"relay"}')
+        if "http" in self.args.parts:
+            url = f"http://127.0.0.1:{relay.port}/api/widgets/relay/config"
+            await self.http_route("relay GET widget config", lambda h, w, n: _get(h, url))
 
     async def run_server(self) -> None:
         """The server, one process then two (visitor on one, agent on the other)."""
@@ -217,8 +239,8 @@ class Bench:
         try:
             self.progress.start("starting PostgreSQL/Redis and the server", 10)
             backing.start()
-            backing.reset()
             self.results["backing"] = f"{backing.source}: {_redact(backing.database_url)} {_redact(backing.redis_url)}"
+            backing.reset()
             secret = secrets.token_urlsafe(32)
             server = start_server("server-1", backing, secret)
             children.append(server)
@@ -249,8 +271,10 @@ class Bench:
                 await self.messages("server-2p max", "max", ep2, [server, other], check)
         except Exception as exc:  # the bench reports; it does not crash the run
             self.results.setdefault("server_error", f"{type(exc).__name__}: {exc}")
-            for name in ("server-1p fixed", "server-1p max", "server-2p fixed", "server-2p max"):
-                self.results["messages"].setdefault(name, {"error": f"{type(exc).__name__}: {exc}"})
+            for part, name in (("server1", "server-1p fixed"), ("server1", "server-1p max"),
+                               ("server2", "server-2p fixed"), ("server2", "server-2p max")):
+                if part in a.parts:
+                    self.results["messages"].setdefault(name, {"error": f"{type(exc).__name__}: {exc}"})
         finally:
             if redis_client is not None:
                 await redis_client.aclose()
@@ -293,6 +317,8 @@ class Bench:
             if self.args.parts & {"server1", "server2"}:
                 await self.run_server()
         finally:
+            if self.relay is not None:
+                self.relay.stop()
             await self.http.close()
             self.progress.close()
         self.results["targets"] = targets(self.results)
@@ -317,9 +343,9 @@ def _redact(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
-    return urlunsplit(parts)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,8 +78,9 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-MESSAGE_HEADERS = ["run", "pairs", "offered/s", "delivered/s", "x relay", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                   "lost", "srv us/msg", "x relay", "pg+redis us/msg", "loadgen us/msg", "stored once", "webhook"]
+MESSAGE_HEADERS = ["run", "pairs", "offered/s", "delivered/s", "x relay", "p50 ms", "p95 ms", "p99 ms", "x relay",
+                   "max ms", "lost", "srv us/msg", "x relay", "pg+redis us/msg", "loadgen us/msg", "others %", "stored once",
+                   "webhook"]
 
 
 def message_rows(results: dict) -> list[list]:
@@ -91,9 +92,9 @@ def message_rows(results: dict) -> list[list]:
             continue
         check = run.get("check") or {}
         rows.append([name, run["pairs"], run.get("offered_per_s"), run["delivered_per_s"], run.get("x_relay_rate"),
-                     run["p50_ms"], run["p95_ms"], run["p99_ms"], run["max_ms"], run["lost"],
+                     run["p50_ms"], run["p95_ms"], run["p99_ms"], run.get("x_relay_p99"), run["max_ms"], run["lost"],
                      run.get("server_cpu_us_per_msg"), run.get("x_relay_cpu"), run.get("backing_cpu_us_per_msg"),
-                     run.get("loadgen_cpu_us_per_msg"),
+                     run.get("loadgen_cpu_us_per_msg"), run.get("others_cpu_pct"),
                      "-" if not check else f"{check['stored']}/{check['expected']} dup {check['duplicates']}",
                      "-" if not check else f"outbox {check['outbox_rows']} xadd {check['stream_appended']}"])
     return rows

@@ -149,7 +149,7 @@ def _redis_db(url: str, db: int) -> str:
     if parts.scheme == "unix":
         query = dict(parse_qsl(parts.query))
         query["db"] = str(db)
-        return urlunsplit(parts._replace(query=urlencode(query)))
+        return f"unix://{parts.path}?{urlencode(query)}"
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
@@ -168,6 +168,8 @@ class Backing:
         if not (database_url and redis_url):
             from amoiq_chat.embedded import EmbeddedServers
 
+            VAR.mkdir(parents=True, exist_ok=True)
+            VAR.chmod(0o700)    # it is also XDG_RUNTIME_DIR of the embedded servers, which must be private
             self.embedded = EmbeddedServers(VAR)
             got_db, got_redis = self.embedded.start(not database_url, not redis_url)
             database_url, redis_url = database_url or got_db, redis_url or got_redis
