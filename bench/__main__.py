@@ -24,7 +24,7 @@ import psutil
 from . import loadgen, profile
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
-from .target import ROOT, Backing, Child, CpuByName, Tenant, start_relay, start_server, verify, xlen
+from .target import ROOT, Backing, Child, CpuByName, Tenant, pg_commits, start_relay, start_server, verify, xlen
 
 RESULTS = ROOT / "bench" / "results"
 PARTS = ("relay", "server1", "server2", "idle", "http")
@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds per HTTP route (default 5, env BENCH_HTTP_DURATION)")
     parser.add_argument("--http-concurrency", type=int, default=32, help="HTTP requests in flight (32)")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {','.join(PARTS)}")
+    parser.add_argument("--modes", default="fixed,max", help="message loads to run, of fixed,max (both)")
     parser.add_argument("--profile", action="store_true", help="py-spy the one-process server during its maximum load")
     args = parser.parse_args(argv)
     if args.quick:
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = args.parts - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {','.join(PARTS)}")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not set(args.modes) <= {"fixed", "max"}:
+        parser.error("--modes takes fixed, max or both")
     args.idle_steps = sorted(int(n) for n in args.idle.split(",") if n.strip())
     if args.duration <= 0 or args.duration > 600 or args.fixed_pairs < 1 or args.max_pairs < 1:
         parser.error("durations must be in (0, 600] s and pair counts positive")
@@ -110,8 +114,8 @@ class Bench:
     def planned_seconds(self) -> float:
         """Rough seconds of the whole run, for the progress bar."""
         a, parts = self.args, self.args.parts
-        load = 2 * (a.duration + 4)
-        relay_again = (a.duration + 4) if "relay" in parts else 0
+        load = len(a.modes) * (a.duration + 4)
+        relay_again = (a.duration + 4) if "relay" in parts and "max" in a.modes else 0
         idle = sum(a.idle_steps) / 1000 * 3
         total = 0.0
         if "relay" in parts:
@@ -129,6 +133,8 @@ class Bench:
         meanwhile), and its ratios are to that adjacent run: a shared machine drifts within minutes.
         """
         a = self.args
+        if mode not in a.modes:
+            return
         reference = f"relay {mode}"
         if mode == "max" and self.relay is not None and not name.startswith("relay"):
             reference = f"relay max, before {name.split()[0]}"
@@ -145,6 +151,7 @@ class Bench:
         self.progress.start(f"{name}", a.duration + 4)
         snap: dict = {}
         before_xlen = await xlen(check[1]) if check else 0
+        before_commits = await pg_commits(check[0]) if check else 0
         cpu0 = sum(c.cpu_seconds() for c in children)
         self.backing_cpu.begin()
         busy0, wall0 = busy_seconds(), time.monotonic()
@@ -169,6 +176,8 @@ class Bench:
         run["others_cpu_pct"] = round(100 * max(others, 0.0) / (snap["wall"] * (os.cpu_count() or 1)), 1)
         if check:
             run["check"] = await verify(check[0], check[1], prefix, stats.sent, before_xlen)
+            await asyncio.sleep(1.0)   # the statistics collector's delay
+            run["pg_commits_per_msg"] = round((await pg_commits(check[0]) - before_commits) / delivered, 3)
         if spy:
             run["profile"] = await profile.finish(spy, RESULTS, self.results["started"])
         relay = self.results["messages"].get(reference)

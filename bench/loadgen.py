@@ -21,7 +21,9 @@ from aiohttp import WSMsgType
 
 HOST = "127.0.0.1"
 SETUP_TIMEOUT = 15.0     # seconds for one pair's handshake (connect, first message, accept)
-DRAIN_TIMEOUT = 5.0      # seconds to wait for messages still in flight after the load
+DRAIN_QUIET = 3.0        # after the load: a message not received while nothing arrived for this long is lost
+DRAIN_MAX = 60.0         # ... and the wait for the backlog of an overloaded server ends after this long anyway
+ACK_GRACE = 5.0          # maximum load: a visitor still waiting for an ack this long after the end is stuck
 MAX_MESSAGES = 10_000_000  # per run: a hard bound whatever the settings
 EARLY = 0.001            # fixed rate: how far ahead of its schedule a message may be sent
 TEXT_PAD = "Hello, I have a question about my order"
@@ -241,16 +243,24 @@ async def _ack_reader(pair: Pair) -> None:
             pair.acked += 1
 
 
-async def _drain(pairs: list[Pair], stats: RunStats, deadline: float) -> None:
+async def _drain(pairs: list[Pair], stats: RunStats) -> None:
+    """Wait for what is in flight: until all arrived, or nothing arrived for DRAIN_QUIET s (at most DRAIN_MAX s)."""
+    deadline = time.perf_counter() + DRAIN_MAX
+    seen, quiet_since = -1, time.perf_counter()
     while time.perf_counter() < deadline:
-        if sum(len(p.received) for p in pairs) >= stats.sent:
+        got = sum(len(p.received) for p in pairs)
+        if got >= stats.sent:
+            return
+        if got != seen:
+            seen, quiet_since = got, time.perf_counter()
+        elif time.perf_counter() - quiet_since > DRAIN_QUIET:
             return
         await asyncio.sleep(0.05)
 
 
 async def _finish(pairs: list[Pair], stats: RunStats, readers: list[asyncio.Task], cpu0: float, wall0: float,
                   after_drain: Callable[[], None]) -> RunStats:
-    await _drain(pairs, stats, time.perf_counter() + DRAIN_TIMEOUT)
+    await _drain(pairs, stats)
     stats.delivered = sum(len(p.received) for p in pairs)
     stats.loadgen_cpu_s = cpu_seconds() - cpu0
     stats.wall_s = time.perf_counter() - wall0
@@ -332,13 +342,13 @@ async def run_max(pairs: list[Pair], duration: float, on_tick: Callable[[float],
     cpu0, wall0 = cpu_seconds(), start
     readers = [asyncio.create_task(_agent_reader(p, stats, window_end)) for p in pairs]
     senders = [asyncio.create_task(_closed_loop_visitor(p, stats, end)) for p in pairs]
-    deadline = end + DRAIN_TIMEOUT
+    deadline = end + ACK_GRACE
     while not all(s.done() for s in senders) and time.perf_counter() < deadline:
         await asyncio.sleep(0.25)
         on_tick(time.perf_counter() - start)
     for task in senders:       # a sender still waiting for an ack here is stuck: stop it
         if not task.done():
-            stats.errors.append(f"visitor still waiting for an ack {DRAIN_TIMEOUT}s after the end")
+            stats.errors.append(f"visitor still waiting for an ack {ACK_GRACE}s after the end")
             task.cancel()
     await asyncio.gather(*senders, return_exceptions=True)
     return await _finish(pairs, stats, readers, cpu0, wall0, after_drain)

@@ -53,6 +53,8 @@ def fmt(value, digits: int = 1) -> str:
     """A number for a table cell; '-' for None."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     if isinstance(value, int):
@@ -128,6 +130,19 @@ def render(results: dict) -> str:
         notes = [f"  {name}: not available: no 2xx answer" for name, run in http.items() if not run["ok"]]
         out += ["HTTP (requests back to back, fixed concurrency)",
                 table(["route", "req/s", "p50 ms", "p99 ms", "ok", "statuses"], rows), *notes, ""]
+    for name, run in results.get("messages", {}).items():
+        prof = run.get("profile")
+        if not prof:
+            continue
+        if "error" in prof:
+            out += [f"Profile of {name}: not available: {prof['error']}", ""]
+            continue
+        out.append(f"Profile of {name} (py-spy, {prof['samples']} busy samples; raw stacks in bench/results/{prof['collapsed']})")
+        own, inclusive = prof["self_pct"][:15], [f for f in prof["inclusive_pct"] if f[1] < 75][:15]
+        rows = [[own[i][0] if i < len(own) else "", own[i][1] if i < len(own) else None,
+                 inclusive[i][0] if i < len(inclusive) else "", inclusive[i][1] if i < len(inclusive) else None]
+                for i in range(max(len(own), len(inclusive)))]
+        out += [table(["self", "%", "inclusive (below the loop)", "%"], rows), ""]
     targets = results.get("targets", [])
     if targets:
         out += ["Targets (issue 5)", table(["target", "goal", "measured", "met"],

@@ -207,6 +207,9 @@ def start_server(name: str, backing: Backing, jwt_secret: str) -> Child:
            "RATE_LIMIT_WS": HIGH_LIMIT, "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
            "HOST": "127.0.0.1"}
     env.pop("AMOIQ_REUSE_PORT", None)
+    other = os.environ.get("BENCH_SERVER_SRC")   # a checkout to measure instead of this one (before/after a change)
+    if other:
+        env["PYTHONPATH"] = str(Path(other).resolve() / "src")
     child = Child(name, [sys.executable, "-m", "amoiq_chat", "serve", "--port", str(port)], env, port)
     child.wait_ready("/api/health", 90)
     return child
@@ -251,6 +254,16 @@ class Tenant:
 async def xlen(redis_client) -> int:
     """Length of the webhook stream (0 when it does not exist)."""
     return int(await redis_client.xlen(WEBHOOK_STREAM))
+
+
+async def pg_commits(pool) -> int:
+    """Transactions committed in the bench database so far (PostgreSQL's statistics, up to ~1 s late)."""
+    from amoiq_chat import db
+
+    async with pool.acquire() as conn:
+        await db.execute(conn, "SELECT pg_stat_clear_snapshot()")
+        row = await db.fetch_one(conn, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    return int(row["xact_commit"])
 
 
 async def verify(pool, redis_client, session_prefix: str, sent: int, xlen_before: int, settle: float = 5.0) -> dict:
