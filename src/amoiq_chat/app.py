@@ -11,10 +11,16 @@ import redis.asyncio as aioredis
 from aiohttp import WSCloseCode, web
 
 from . import db
-from .keys import DB, REDIS, SETTINGS, SOCKETS, STARTED_AT
+from .bus import Bus
+from .keys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
 from .middlewares import add_common_headers, error_middleware, rate_limit_middleware
 from .routes import PUBLIC_ROUTES, setup_routes
+from .services.chat import ChatHooks
+from .services.presence import Presence, new_process_id
+from .services.writer import MessageWriter
 from .settings import Settings
+from .workers.presence import PresenceWorker
+from .ws.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,34 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await client.aclose()
+
+
+async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The chat's machinery: bus listener, local hub, message writer, presence heartbeat and sweeper."""
+    settings, redis = app[SETTINGS], app[REDIS]
+    bus = Bus(redis)
+    app[BUS] = bus
+    app[HUB] = Hub(bus)
+    app[CHAT_HOOKS] = ChatHooks()
+    writer = MessageWriter(app[DB], redis, queue_max=int(settings.extra.get("writer_queue", 10000)),
+                           batch_max=int(settings.extra.get("writer_batch", 500)))
+    app[WRITER] = writer
+    presence = Presence(redis, new_process_id(), ttl=int(settings.extra.get("presence_ttl", 15)))
+    app[PRESENCE] = presence
+    worker = PresenceWorker(presence, bus)
+    await bus.start()
+    try:
+        writer.start()
+        try:
+            await worker.start()
+            try:
+                yield
+            finally:
+                await worker.stop()
+        finally:
+            await writer.stop()
+    finally:
+        await bus.stop()
 
 
 async def close_sockets(app: web.Application) -> None:
@@ -85,6 +119,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STARTED_AT] = time.time()
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(chat_ctx)
     app.on_response_prepare.append(add_common_headers)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)

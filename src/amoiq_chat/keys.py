@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 import weakref
+from typing import TYPE_CHECKING
 
 import aiopg
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .bus import Bus
+    from .services.chat import ChatHooks
+    from .services.presence import Presence
+    from .services.writer import MessageWriter
+    from .ws.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", aiopg.Pool)
@@ -21,3 +29,10 @@ REQUEST_ID = web.RequestKey("request_id", str)
 RATE_LIMIT_HEADERS = web.RequestKey("rate_limit_headers", dict)
 PRINCIPAL = web.RequestKey("principal", object)  # auth.Principal
 
+
+# The chat: message writer, Redis bus, local hub of sockets, presence, hooks (see ws/, services/).
+WRITER: web.AppKey[MessageWriter] = web.AppKey("writer")
+BUS: web.AppKey[Bus] = web.AppKey("bus")
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
+CHAT_HOOKS: web.AppKey[ChatHooks] = web.AppKey("chat_hooks")

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .views import health
+from .views import chat, health
+from .ws import agent as ws_agent
+from .ws import visitor as ws_visitor
 
 # Route tables of the view modules, in the order they are added.
-ROUTE_TABLES = (health.routes,)
+ROUTE_TABLES = (health.routes, chat.routes, ws_agent.routes, ws_visitor.routes)
 
 # Route names (the `name=` of each route) that answer CORS requests from any origin:
 # what the widget calls from customers' websites. Everything else answers CORS_ORIGINS only.
-PUBLIC_ROUTES = frozenset({"health"})
+PUBLIC_ROUTES = frozenset({"health", "chat_anonymous_token", "chat_session", "webchat_message", "chat_post_message",
+                           "chat_messages"})
 
 
 def setup_routes(app: web.Application) -> None:

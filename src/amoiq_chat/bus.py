@@ -1,0 +1,213 @@
+"""The Redis pub/sub bus: one subscription connection per process, rooms subscribed on demand.
+
+Rooms are channels named as in the SPEC (`conversation:{sessionId}`, `tenant:{tenantId}`,
+`admin:{tenantId}`) plus `agent:{agentId}` / `user:{adminId}` for one staff member's sockets.
+An event on the wire is one line of JSON header, then one frame per line (orjson never emits
+a raw newline); the header says which audience each frame is for, so the receiving process
+hands the same bytes to every local socket of that audience.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import redis.asyncio as aioredis
+
+from .jsonutil import dumps, loads
+from .tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+VISITOR, STAFF, ALL = "v", "s", "a"
+SUBSCRIBE_TIMEOUT = 5.0
+IDLE_PING_AFTER = 15.0
+MAX_BACKOFF = 5.0
+
+
+@dataclass
+class Event:
+    """A decoded bus event: frames by audience, and for messages the session and seq."""
+
+    frames: list[tuple[str, bytes]]
+    session_id: str | None = None
+    seq: int | None = None
+    join: dict | None = None  # {"sessionId", "since"}: staff sockets that get it join that room
+    exclude: str | None = None  # a connection id that must not get it (typing echo)
+
+    def for_audience(self, audience: str) -> list[bytes]:
+        """The frames one kind of socket receives."""
+        return [data for who, data in self.frames if who == ALL or who == audience]
+
+
+def encode_event(frames: Iterable[tuple[str, bytes]], *, session_id: str | None = None, seq: int | None = None,
+                 join: dict | None = None, exclude: str | None = None) -> bytes:
+    """Serialise an event once: header line, then each frame's bytes on its own line."""
+    frames = list(frames)
+    header: dict = {"a": "".join(who for who, _ in frames)}
+    if session_id is not None:
+        header["s"] = session_id
+    if seq is not None:
+        header["q"] = seq
+    if join is not None:
+        header["j"] = join
+    if exclude is not None:
+        header["x"] = exclude
+    return b"\n".join([dumps(header), *(data for _, data in frames)])
+
+
+def decode_event(data: bytes) -> Event:
+    """Parse what encode_event made (raises ValueError on anything else)."""
+    lines = data.split(b"\n")
+    header = loads(lines[0])
+    audiences = header["a"]
+    if not isinstance(audiences, str) or len(audiences) != len(lines) - 1:
+        raise ValueError("frame count does not match the header")
+    return Event(list(zip(audiences, lines[1:])), header.get("s"), header.get("q"), header.get("j"), header.get("x"))
+
+
+@dataclass
+class _Room:
+    refs: int = 0
+    waiters: collections.deque = field(default_factory=collections.deque)
+
+
+class Bus:
+    """Publish events to rooms; deliver the rooms this process subscribed to to `on_event`."""
+
+    def __init__(self, redis: aioredis.Redis, on_event: Callable[[str, bytes], None] | None = None) -> None:
+        self.redis = redis
+        self.on_event = on_event or (lambda room, data: None)
+        self.on_reconnect: Callable[[], None] = lambda: None
+        self._rooms: dict[str, _Room] = {}
+        self._conn: aioredis.Connection | None = None
+        self._send_lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.received = 0
+
+    async def start(self) -> None:
+        """Start the listener and wait until its connection is up."""
+        self._task = asyncio.create_task(self._listen(), name="bus-listener")
+        await asyncio.wait_for(self._connected.wait(), 10)
+
+    async def stop(self) -> None:
+        """Cancel the listener and close its connection."""
+        await cancel_and_wait(self._task)
+        if self._conn is not None:
+            await self._conn.disconnect()
+
+    async def publish(self, room: str, event: bytes) -> None:
+        """Publish one already-encoded event."""
+        await self.redis.publish(room, event)
+
+    def subscribed(self, room: str) -> bool:
+        """True when this process listens to the room."""
+        return room in self._rooms
+
+    async def subscribe(self, room: str) -> None:
+        """Count one more local listener of `room`; return once Redis confirmed the subscription."""
+        state = self._rooms.setdefault(room, _Room())
+        state.refs += 1
+        if state.refs == 1:
+            waiter = asyncio.get_running_loop().create_future()
+            state.waiters.append(waiter)
+            await self._send("SUBSCRIBE", room)
+        elif state.waiters:
+            waiter = state.waiters[-1]
+        else:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), SUBSCRIBE_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("subscription to %s not confirmed in %.0f s; continuing", room, SUBSCRIBE_TIMEOUT)
+
+    async def unsubscribe(self, room: str) -> None:
+        """Count one local listener less; unsubscribe when none is left."""
+        state = self._rooms.get(room)
+        if state is None:
+            return
+        state.refs -= 1
+        if state.refs <= 0:
+            del self._rooms[room]
+            for waiter in state.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            await self._send("UNSUBSCRIBE", room)
+
+    async def _send(self, *args: str) -> None:
+        """Send a command on the subscription connection; on failure the listener resubscribes."""
+        conn = self._conn
+        if conn is None or not self._connected.is_set():
+            return
+        try:
+            async with self._send_lock:
+                await conn.send_command(*args, check_health=False)
+        except (aioredis.ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("bus: %s failed (%s); will resubscribe on reconnect", args[0], exc)
+
+    async def _open(self) -> aioredis.Connection:
+        pool = self.redis.connection_pool
+        # RESP2: subscription replies and messages come back from read_response, not a push handler.
+        kwargs = {k: v for k, v in pool.connection_kwargs.items() if not k.startswith(("maint_", "orig_", "himport"))}
+        conn = pool.connection_class(**kwargs, protocol=2)
+        await conn.connect()
+        rooms = list(self._rooms)
+        if rooms:
+            await conn.send_command("SUBSCRIBE", *rooms, check_health=False)
+        return conn
+
+    async def _listen(self) -> None:
+        """Read the subscription connection forever; reconnect with capped backoff."""
+        backoff = 0.1
+        reconnected = False
+        while True:
+            try:
+                self._conn = await self._open()
+                self._connected.set()
+                if reconnected:
+                    self.on_reconnect()
+                backoff = 0.1
+                await self._read(self._conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection trouble: reconnect; never die
+                log.warning("bus listener: %s; reconnecting in %.1f s", exc or type(exc).__name__, backoff)
+            self._connected.clear()
+            if self._conn is not None:
+                await self._conn.disconnect()
+            reconnected = True
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _read(self, conn: aioredis.Connection) -> None:
+        pinged = False
+        while True:
+            reply = await conn.read_response(timeout=IDLE_PING_AFTER)
+            if reply is None:  # idle: a PING proves the connection is alive
+                if pinged:
+                    raise ConnectionError("no answer to PING")
+                pinged = True
+                async with self._send_lock:
+                    await conn.send_command("PING", check_health=False)
+                continue
+            pinged = False
+            self._handle(reply)
+
+    def _handle(self, reply) -> None:
+        try:
+            kind = reply[0]
+            if kind == b"message":
+                self.received += 1
+                self.on_event(reply[1].decode(), reply[2])
+            elif kind == b"subscribe":
+                state = self._rooms.get(reply[1].decode())
+                if state is not None and state.waiters:
+                    waiter = state.waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
+        except Exception:  # one bad event must not stop the listener
+            log.exception("bus: could not handle %r", reply[:2] if isinstance(reply, list) else reply)
+

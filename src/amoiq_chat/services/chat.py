@@ -1,0 +1,121 @@
+"""Chat use cases shared by the HTTP routes and the sockets: post, accept, presence, typing."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aiopg
+
+from .. import db
+from ..bus import STAFF, VISITOR, Bus, encode_event
+from ..jsonutil import dumps, iso, now_iso
+from . import messages, sessions
+from .presence import Gone, user_entry
+from .writer import Draft, MessageWriter, Stored
+
+log = logging.getLogger(__name__)
+
+# Called after a visitor message is stored (not for a repeated clientMessageId): the seam where
+# the assistant and the escalation rules of the handoff issue plug in. Keep them quick.
+VisitorHook = Callable[[dict, Stored], Awaitable[None]]
+
+
+@dataclass
+class ChatHooks:
+    """Extension points of the chat."""
+
+    after_visitor_message: list[VisitorHook] = field(default_factory=list)
+
+
+def visitor_metadata(fields: dict[str, Any]) -> dict[str, Any]:
+    """What a visitor message keeps of the 001 page fields."""
+    keep = ("domain", "origin", "url", "referrer", "siteId", "fingerprint", "userInfo")
+    return {k: fields[k] for k in keep if fields.get(k) is not None}
+
+
+async def post_visitor_message(writer: MessageWriter, hooks: ChatHooks, session: dict, text: str, *,
+                               client_message_id: str | None, metadata: dict[str, Any]) -> Stored:
+    """Store a visitor's message (published to the conversation by the writer), then run the hooks."""
+    stored = await writer.submit(Draft(
+        tenant_id=session["tenant_id"], session_id=session["session_id"], sender_type="visitor", text=text,
+        sender_id=session.get("user_id"), user_id=session.get("user_id"), client_message_id=client_message_id,
+        metadata=metadata,
+    ))
+    if not stored.duplicate:
+        for hook in hooks.after_visitor_message:
+            try:
+                await hook(session, stored)
+            except Exception:  # a failing hook must not lose the visitor's ack
+                log.exception("after_visitor_message hook %r failed", hook)
+    return stored
+
+
+async def post_agent_message(writer: MessageWriter, session: dict, staff: dict[str, Any], text: str, *,
+                             client_message_id: str | None) -> Stored:
+    """Store an agent's reply in a session."""
+    return await writer.submit(Draft(
+        tenant_id=session["tenant_id"], session_id=session["session_id"], sender_type="agent", text=text,
+        sender_id=f"{staff['role']}:{staff['id']}", user_id=session.get("user_id"),
+        client_message_id=client_message_id, metadata={"agentName": staff["name"], "agentId": staff["id"]},
+    ))
+
+
+def ack_frame(stored: Stored, client_message_id: str | None) -> dict[str, Any]:
+    """The `ack` of a stored message (the same id and seq when a clientMessageId repeats)."""
+    return {"type": "ack", "clientMessageId": client_message_id, "id": stored.id, "seq": stored.seq,
+            "sessionId": stored.row["session_id"], "duplicate": stored.duplicate,
+            "timestamp": iso(stored.row["created_at"])}
+
+
+async def accept_chat(pool: aiopg.Pool, bus: Bus, tenant_id: str, session_id: str, staff: dict[str, Any]) -> dict:
+    """Give the chat to the agent if nobody holds it (first wins, across processes) and tell everyone."""
+    async with pool.acquire() as conn:
+        session = await sessions.accept(conn, tenant_id, session_id, staff["id"])
+        history = await messages.session_history(conn, session_id)
+        business = None
+        if session["site_key"]:
+            widget = await db.fetch_one(conn, "SELECT business_name FROM widget_configs WHERE site_key = %s",
+                                        (session["site_key"],))
+            business = widget["business_name"] if widget else None
+    newest = history[-1]["seq"] if history else 0
+    accepted = {
+        "type": "chat_accepted", "sessionId": session_id,
+        "visitorName": session["visitor_name"] or "Customer", "businessName": business,
+        "messages": [messages.to_004(row) for row in history], "fullHistory": True, "timestamp": now_iso(),
+    }
+    joined = {"type": "agent_joined", "message": "A support agent has joined the chat!",
+              "agentName": staff["name"], "sessionId": session_id, "timestamp": now_iso()}
+    await bus.publish(f"agent:{staff['id']}", encode_event([(STAFF, dumps(accepted))],
+                                                           join={"sessionId": session_id, "since": newest}))
+    await bus.publish(f"conversation:{session_id}", encode_event([(VISITOR, dumps(joined))]))
+    if session["was_waiting"]:
+        await push_waiting_sessions(pool, bus, tenant_id)
+    return session
+
+
+async def push_waiting_sessions(pool: aiopg.Pool, bus: Bus, tenant_id: str) -> None:
+    """Send the tenant's queue to all its staff sockets."""
+    async with pool.acquire() as conn:
+        queue = await sessions.waiting_sessions(conn, tenant_id)
+    frame = {"type": "waiting_sessions", "sessions": queue, "timestamp": now_iso()}
+    await bus.publish(f"tenant:{tenant_id}", encode_event([(STAFF, dumps(frame))]))
+
+
+async def publish_typing(bus: Bus, session_id: str, frame: dict[str, Any], audience: str, exclude: str) -> None:
+    """Relay a typing indicator to the other side of a conversation."""
+    await bus.publish(f"conversation:{session_id}", encode_event([(audience, dumps(frame))], exclude=exclude))
+
+
+async def announce_online(bus: Bus, tenant_id: str, field_name: str, value: dict[str, Any]) -> None:
+    """Tell the tenant's staff sockets a visitor came online."""
+    frame = {"type": "user_online", **user_entry(field_name, value)}
+    await bus.publish(f"admin:{tenant_id}", encode_event([(STAFF, dumps(frame))]))
+
+
+async def announce_offline(bus: Bus, gone: Gone) -> None:
+    """Tell the tenant's staff sockets a visitor's last socket closed."""
+    entry = user_entry(gone.field, gone.value)
+    frame = {"type": "user_offline", "userId": entry["userId"], "sessionId": entry.get("sessionId"), "timestamp": now_iso()}
+    await bus.publish(f"admin:{gone.tenant_id}", encode_event([(STAFF, dumps(frame))]))
+

@@ -1,0 +1,154 @@
+"""The widget backend's HTTP routes (001/003) and the agent's history view (004)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import auth
+from ..auth import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
+from ..errors import ApiError, Forbidden, ValidationError
+from ..http import json_response, read_json, validate
+from ..keys import CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, WRITER
+from ..jsonutil import dumps
+from ..services import chat, messages, sessions
+from ..services.chat_schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody
+
+routes = web.RouteTableDef()
+STAFF_CREDENTIALS = (ADMIN, AGENT, SECRET_KEY)
+
+
+class MissingTenantId(ApiError):
+    status, code, default_message = 400, "MISSING_TENANT_ID", "Tenant ID is required"
+
+
+def tenant_of(principal: Principal, tenant_id: str | None) -> str:
+    """The request's tenantId, which must be given and be the credential's."""
+    if not tenant_id:
+        raise MissingTenantId(errors={"tenantId": "required"})
+    principal.check_tenant(tenant_id)
+    return tenant_id
+
+
+@routes.post("/api/chat/anonymous-token", name="chat_anonymous_token")
+async def anonymous_token(request: web.Request) -> web.Response:
+    """Issue a visitor JWT bound to a session (created when new); `uid` only for a vouched-for userId."""
+    principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
+    body = validate(AnonymousTokenBody(), await read_json(request, required=False))
+    tenant_id = tenant_of(principal, body.get("tenantId"))
+    session_id = body.get("sessionId") or sessions.new_session_id()
+    async with request.app[DB].acquire() as conn:
+        site_key = None
+        if body.get("siteKey"):
+            site_key = (await sessions.find_widget(conn, body["siteKey"], tenant_id))["site_key"]
+        verified = await sessions.verify_identity(conn, tenant_id, body.get("userId"), body.get("userHash"))
+        user_id = body.get("userId") if verified else None
+        await sessions.ensure_session(conn, tenant_id, session_id, site_key=site_key,
+                                      fingerprint=body.get("fingerprint"), user_id=user_id)
+    settings = request.app[SETTINGS]
+    token = auth.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id, uid=user_id)
+    return json_response({"token": token, "expiresIn": settings.visitor_token_ttl, "sessionId": session_id})
+
+
+@routes.post("/api/chat/session", name="chat_session")
+async def open_session(request: web.Request) -> web.Response:
+    """Create or resume a visitor's session for a widget."""
+    principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
+    body = validate(SessionBody(), await read_json(request))
+    tenant_id = tenant_of(principal, body.get("tenantId"))
+    session_id = body.get("sessionId") or sessions.new_session_id()
+    async with request.app[DB].acquire() as conn:
+        widget = await sessions.find_widget(conn, body["siteKey"], tenant_id)
+        verified = await sessions.verify_identity(conn, tenant_id, body.get("userId"), body.get("userHash"))
+        session = await sessions.ensure_session(
+            conn, tenant_id, session_id, site_key=widget["site_key"], fingerprint=body.get("fingerprint"),
+            user_id=body.get("userId") if verified else None, user_info=body.get("userInfo"))
+    await request.app[REDIS].set(f"session:{session_id}", dumps(sessions.session_cache_value(session)),
+                                 ex=sessions.SESSION_TTL)
+    return json_response({"success": True, "sessionId": session_id, "tenantId": tenant_id,
+                          "siteKey": session["site_key"], "status": session["status"], "aiMode": session["ai_mode"]})
+
+
+@routes.post("/webchat/message", name="webchat_message")
+@routes.post("/api/chat/messages", name="chat_post_message")
+async def post_message(request: web.Request) -> web.Response:
+    """Store a visitor's message sent over HTTP; everyone in the conversation gets it live."""
+    principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, VISITOR))
+    body = validate(MessageBody(), await read_json(request))
+    tenant_id = tenant_of(principal, body.get("tenantId") or (principal.tenant_id if principal.role == VISITOR else None))
+    session_id = body.get("sessionId") or principal.session_id
+    if not session_id:
+        raise MissingSession()
+    if principal.role == VISITOR and session_id != principal.session_id:
+        raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
+    site_key = body.get("siteKey") or body.get("siteId")
+    async with request.app[DB].acquire() as conn:
+        if site_key:
+            site_key = (await sessions.find_widget(conn, site_key, tenant_id))["site_key"]
+        user_id = body.get("userId")
+        verified = principal.user_id == user_id if principal.role == VISITOR and user_id else \
+            await sessions.verify_identity(conn, tenant_id, user_id, body.get("userHash"))
+        session = await sessions.ensure_session(
+            conn, tenant_id, session_id, site_key=site_key, fingerprint=body.get("fingerprint"),
+            user_id=user_id if verified else None, user_info=body.get("userInfo"))
+    text = (body.get("text") or body.get("message")).strip()
+    stored = await chat.post_visitor_message(request.app[WRITER], request.app[CHAT_HOOKS], session, text,
+                                             client_message_id=body.get("clientMessageId"),
+                                             metadata=chat.visitor_metadata(body))
+    return json_response({"success": True, "messageId": stored.id, "sessionId": session_id, "seq": stored.seq,
+                          "clientMessageId": body.get("clientMessageId"), "duplicate": stored.duplicate})
+
+
+class MissingSession(ApiError):
+    status, code, default_message = 400, "VALIDATION_ERROR", "sessionId is required"
+
+    def __init__(self) -> None:
+        super().__init__(errors={"sessionId": "required"})
+
+
+@routes.get("/api/chat/messages", name="chat_messages")
+async def list_messages(request: web.Request) -> web.Response:
+    """History, oldest first: a session's (sessionId) or a logged-in user's across sessions (userId)."""
+    principal = await auth.authenticate(request, allow=(VISITOR, *STAFF_CREDENTIALS))
+    query = validate(HistoryQuery(), dict(request.query))
+    tenant_id = tenant_of(principal, query.get("tenantId"))
+    session_id, user_id = query.get("sessionId"), query.get("userId")
+    if not session_id and not user_id:
+        raise MissingSession()
+    if principal.role == VISITOR:
+        if user_id and user_id != principal.user_id:
+            raise Forbidden("This token may not read that user's history", errors={"userId": "not this token's user"})
+        if session_id and session_id != principal.session_id:
+            raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
+    before = str(query["before"]) if query.get("before") else None
+    async with request.app[DB].acquire() as conn:
+        if session_id:
+            await sessions.find_session(conn, session_id, tenant_id)
+        if before and await messages.find_message(conn, tenant_id, before) is None:
+            raise ValidationError("before names no message of this tenant", errors={"before": "unknown message"})
+        rows, more = await messages.page(conn, tenant_id, session_id=None if user_id else session_id,
+                                         user_id=user_id, before=before, limit=query["limit"])
+    items = [messages.to_001(row) for row in rows]
+    return json_response({"messages": items, "hasMore": more, "nextBefore": items[0]["id"] if more and items else None})
+
+
+@routes.get("/api/chat/online-users", name="chat_online_users")
+async def online_users(request: web.Request) -> web.Response:
+    """The tenant's visitors with an open socket (from Redis)."""
+    principal = await auth.authenticate(request, allow=STAFF_CREDENTIALS)
+    header = request.headers.get("X-Tenant-ID")
+    if header:
+        principal.check_tenant(header)
+    tenant_id = tenant_of(principal, request.query.get("tenantId") or header)
+    return json_response({"users": await request.app[PRESENCE].online(tenant_id)})
+
+
+@routes.get("/api/widgets/sessions/{sessionId}/messages", name="widget_session_messages")
+async def session_messages(request: web.Request) -> web.Response:
+    """A conversation's full history for the agent interface (004 shape)."""
+    principal = await auth.authenticate(request, allow=STAFF_CREDENTIALS)
+    session_id = sessions.check_session_id(request.match_info["sessionId"])
+    async with request.app[DB].acquire() as conn:
+        session = await sessions.find_session(conn, session_id, principal.tenant_id)
+        rows = await messages.session_history(conn, session_id)
+        info = await sessions.customer_info(conn, session)
+    return json_response({"success": True, "sessionId": session_id,
+                          "messages": [messages.to_004(row) for row in rows], "customerInfo": info})

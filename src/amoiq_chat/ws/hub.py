@@ -1,0 +1,68 @@
+"""The local hub: which of this process's sockets joined which room, fed by the bus."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..bus import Bus, decode_event
+
+if TYPE_CHECKING:
+    from .transport import Connection
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """Rooms of local connections; an event from the bus goes to every member of its room."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.rooms: dict[str, set["Connection"]] = {}
+        bus.on_event = self.deliver
+        bus.on_reconnect = self.resync
+
+    async def join(self, conn: "Connection", room: str) -> None:
+        """Add a connection to a room; return once the bus listens to it."""
+        if room in conn.rooms:
+            return
+        conn.rooms.add(room)
+        self.rooms.setdefault(room, set()).add(conn)
+        await self.bus.subscribe(room)
+
+    async def leave(self, conn: "Connection", room: str) -> None:
+        """Remove a connection from a room."""
+        if room not in conn.rooms:
+            return
+        conn.rooms.discard(room)
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self.rooms[room]
+        await self.bus.unsubscribe(room)
+
+    async def leave_all(self, conn: "Connection") -> None:
+        """Remove a connection from every room it joined."""
+        for room in list(conn.rooms):
+            await self.leave(conn, room)
+
+    def deliver(self, room: str, data: bytes) -> None:
+        """Hand one bus event to the room's local connections (decoded once for all)."""
+        members = self.rooms.get(room)
+        if not members:
+            return
+        try:
+            event = decode_event(data)
+        except Exception:
+            log.warning("dropping a malformed event on %s", room)
+            return
+        for conn in list(members):
+            conn.deliver(event)
+
+    def resync(self) -> None:
+        """After the bus reconnected: every follower of a conversation catches up from the database."""
+        for room, members in self.rooms.items():
+            if room.startswith("conversation:"):
+                session_id = room.partition(":")[2]
+                for conn in list(members):
+                    conn.catch_up(session_id)

@@ -1,0 +1,103 @@
+"""Frame handlers registered by type with their schema; the one place errors become `error` frames."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import marshmallow
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..errors import ApiError, InternalError, RateLimited, ValidationError
+from ..http import validate
+from ..jsonutil import JSONDecodeError, loads
+from .transport import Connection
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Connection, dict], Awaitable[None]]
+Before = Callable[[Connection, dict], Awaitable[None]]
+
+
+def error_frame(exc: ApiError, frame: Any = None) -> dict[str, Any]:
+    """The `error` frame of an ApiError, echoing the offending frame's type and clientMessageId."""
+    body: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message, "errors": exc.errors}
+    if isinstance(frame, dict):
+        if isinstance(frame.get("type"), str):
+            body["frameType"] = frame["type"]
+        if isinstance(frame.get("clientMessageId"), str):
+            body["clientMessageId"] = frame["clientMessageId"]
+    return body
+
+
+class Registry:
+    """The frame types one kind of socket accepts."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: dict[str, tuple[marshmallow.Schema, Handler]] = {}
+        self.before: Before | None = None  # runs before every handler (the tokenless visitor's join)
+
+    def handler(self, frame_type: str, schema: marshmallow.Schema) -> Callable[[Handler], Handler]:
+        """Register `fn` for frames of `frame_type`, validated by `schema`."""
+
+        def register(fn: Handler) -> Handler:
+            self.handlers[frame_type] = (schema, fn)
+            return fn
+
+        return register
+
+    async def dispatch(self, conn: Connection, raw: str) -> None:
+        """Validate and run one text frame; any ApiError becomes an `error` frame, the socket stays open."""
+        frame: Any = None
+        try:
+            try:
+                frame = loads(raw)
+            except JSONDecodeError:
+                raise ValidationError("Frame is not valid JSON", errors={"frame": "invalid JSON"}) from None
+            if not isinstance(frame, dict):
+                raise ValidationError("Frame must be a JSON object", errors={"frame": "must be an object"})
+            frame_type = frame.get("type")
+            entry = self.handlers.get(frame_type) if isinstance(frame_type, str) else None
+            if entry is None:
+                known = ", ".join(sorted(self.handlers))
+                raise ValidationError(f"Unknown frame type {frame_type!r}; expected one of {known}",
+                                      errors={"type": "unknown frame type"})
+            schema, handler = entry
+            data = validate(schema, frame)
+            if self.before is not None:
+                await self.before(conn, frame)
+            await handler(conn, data)
+        except ApiError as exc:
+            conn.send(error_frame(exc, frame))
+            close_code = exc.details.get("close")
+            if close_code:  # a policy refusal: say why, then close
+                conn.close_soon(close_code, exc.message)
+        except Exception:
+            log.exception("%s frame handler failed", self.name)
+            conn.send(error_frame(InternalError(), frame))
+
+
+async def read_frames(conn: Connection, registry: Registry) -> None:
+    """Read this socket until it closes, running each frame to completion before the next."""
+    ws = conn.ws
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            if conn.over_limit():
+                conn.send(error_frame(RateLimited("Too many frames; at most "
+                                                  f"{conn.limit.count} per {conn.limit.seconds} s")))
+                if conn.abusive:
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"Rate limit exceeded")
+                    return
+                continue
+            await registry.dispatch(conn, msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            conn.send(error_frame(ValidationError("Binary frames are not supported; send JSON text",
+                                                  errors={"frame": "binary"})))
+        elif msg.type == WSMsgType.ERROR:
+            log.debug("socket %s closed with error %s", conn.id, ws.exception())
+            return
+
+
+def new_socket(max_frame_bytes: int, heartbeat: float = 25.0) -> web.WebSocketResponse:
+    """A WebSocketResponse with heartbeats and the frame size cap (over it: close 1009)."""
+    return web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=max_frame_bytes, autoping=True)

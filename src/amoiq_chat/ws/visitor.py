@@ -1,0 +1,177 @@
+"""`/ws/{sessionId}`: the visitor's socket and its frames (message, typing, join, sync)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, web
+
+from .. import auth
+from ..bus import STAFF
+from ..errors import Forbidden, ValidationError
+from ..jsonutil import dumps, now_iso
+from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, SOCKETS, WRITER
+from ..services import chat, presence, sessions
+from ..http import validate
+from ..services.chat_schemas import JoinFrame, MessageBody, SyncFrame, TypingFrame, VisitorFields
+from .registry import Registry, new_socket, read_frames
+from .transport import Connection
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+visitor_frames = Registry("visitor")
+
+
+def parse_since(request: web.Request) -> int | None:
+    """The `?since=N` of a socket URL (400 when not a whole number >= 0)."""
+    text = request.query.get("since")
+    if text is None or text == "":
+        return None
+    if not text.isdigit():
+        raise ValidationError("since must be a whole number >= 0", errors={"since": "must be a whole number >= 0"})
+    return int(text)
+
+
+async def _session_for_token(request: web.Request, session_id: str, token: str) -> dict:
+    principal = auth.verify_token(request.app[SETTINGS], token)
+    if principal.role != auth.VISITOR:
+        raise Forbidden("This socket needs a visitor token (agents use /ws/agent/{agentId})")
+    if principal.session_id != session_id:
+        raise Forbidden("This token belongs to another session")
+    async with request.app[DB].acquire() as conn:
+        session = await sessions.find_session(conn, session_id, principal.tenant_id)
+        if session["site_key"]:
+            widget = await sessions.find_widget(conn, session["site_key"], principal.tenant_id)
+            if not sessions.origin_allowed(request.headers.get("Origin"), widget["allowed_domains"]):
+                raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"})
+    session["verified_user"] = principal.user_id
+    return session
+
+
+@routes.get("/ws/{sessionId}", name="ws_visitor")
+async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
+    """Serve a visitor's socket: with ?token= it is bound at once; without, its first frame with siteKey joins."""
+    app = request.app
+    session_id = sessions.check_session_id(request.match_info["sessionId"])
+    since = parse_since(request)
+    token = request.query.get("token")
+    session = await _session_for_token(request, session_id, token) if token else None
+    ws = new_socket(app[SETTINGS].max_frame_bytes)
+    await ws.prepare(request)
+    app[SOCKETS].add(ws)
+    conn = Connection(app, ws, "v")
+    conn.session_id = session_id
+    conn.info = {"origin": request.headers.get("Origin"), "since": since}
+    conn.start()
+    try:
+        conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
+                   "joined": session is not None, "timestamp": now_iso()})
+        if session is not None:
+            await _join(conn, session, {})
+        await read_frames(conn, visitor_frames)
+    finally:
+        await _leave(conn)
+        await conn.stop()
+    return ws
+
+
+async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None:
+    """Bind the socket to its session: presence, the conversation room, replay after ?since."""
+    app = conn.app
+    conn.tenant_id = session["tenant_id"]
+    conn.user_id = session.get("user_id")
+    conn.session = session
+    origin = fields.get("origin") or conn.info.get("origin")
+    value = {"sessionId": session["session_id"], "connectedAt": now_iso(),
+             "domain": fields.get("domain") or (urlsplit(origin).hostname if origin else None),
+             "origin": origin, "url": fields.get("url")}
+    field_name = presence.presence_field(session["session_id"], conn.user_id)
+    conn.presence_field = field_name
+    await app[REDIS].set(f"session:{session['session_id']}", dumps(sessions.session_cache_value(session)),
+                         ex=sessions.SESSION_TTL)
+    if await app[PRESENCE].connected(conn.tenant_id, field_name, value):
+        await chat.announce_online(app[BUS], conn.tenant_id, field_name, value)
+    await conn.follow(session["session_id"], conn.info.get("since"))
+
+
+async def _leave(conn: Connection) -> None:
+    if conn.presence_field is None:
+        return
+    app = conn.app
+    try:
+        gone = await app[PRESENCE].disconnected(conn.tenant_id, conn.presence_field)
+        if gone is not None:
+            await chat.announce_offline(app[BUS], gone)
+    except Exception as exc:  # Redis trouble: the sweeper clears it once this process's heartbeat stops
+        log.warning("presence of %s not cleared: %s", conn.session_id, exc)
+
+
+async def join_with_site_key(conn: Connection, frame: dict) -> None:
+    """Before each frame of a tokenless socket: the first one carrying siteKey joins the session."""
+    if conn.session is not None:
+        if frame.get("sessionId") not in (None, conn.session_id):
+            raise Forbidden("This socket belongs to another session", errors={"sessionId": "does not match the socket"})
+        if frame.get("tenantId") not in (None, conn.tenant_id):
+            raise Forbidden("This session belongs to another tenant", errors={"tenantId": "does not match the session"})
+        return
+    site_key = frame.get("siteKey") or frame.get("siteId")
+    if not isinstance(site_key, str) or not site_key:
+        raise ValidationError("Send siteKey with the first frame (or connect with ?token=)",
+                              errors={"siteKey": "required to join the session"})
+    if frame.get("sessionId") not in (None, conn.session_id):
+        raise Forbidden("This socket belongs to another session", errors={"sessionId": "does not match the socket"})
+    fields = validate(VisitorFields(), frame)
+    app = conn.app
+    async with app[DB].acquire() as db_conn:
+        widget = await sessions.find_widget(db_conn, site_key)
+        if not sessions.origin_allowed(conn.info.get("origin"), widget["allowed_domains"]):
+            raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"},
+                            details={"close": WSCloseCode.POLICY_VIOLATION})
+        tenant_id = widget["tenant_id"]
+        if fields.get("tenantId") not in (None, tenant_id):
+            raise Forbidden("This widget belongs to another tenant", errors={"tenantId": "does not match the widget"})
+        user_id = fields.get("userId") or None
+        verified = await sessions.verify_identity(db_conn, tenant_id, user_id, fields.get("userHash"))
+        session = await sessions.ensure_session(
+            db_conn, tenant_id, conn.session_id, site_key=site_key, fingerprint=fields.get("fingerprint"),
+            user_id=user_id if verified else None, user_info=fields.get("userInfo") or None)
+    await _join(conn, session, fields)
+
+
+visitor_frames.before = join_with_site_key
+
+
+@visitor_frames.handler("join", JoinFrame())
+async def on_join(conn: Connection, frame: dict) -> None:
+    """A listening tab joined (the join itself happened in `before`)."""
+    conn.send({"type": "connection_status", "status": "joined", "sessionId": conn.session_id,
+               "timestamp": now_iso()})
+
+
+@visitor_frames.handler("message", MessageBody())
+async def on_message(conn: Connection, frame: dict) -> None:
+    """Store the visitor's message; ack it after commit (everyone gets it through the bus)."""
+    app = conn.app
+    if frame.get("userId") not in (None, conn.user_id) and conn.user_id is not None:
+        raise Forbidden("userId does not match this session", errors={"userId": "does not match the session"})
+    text = (frame.get("text") or frame.get("message")).strip()
+    stored = await chat.post_visitor_message(
+        app[WRITER], app[CHAT_HOOKS], conn.session, text,
+        client_message_id=frame.get("clientMessageId"), metadata=chat.visitor_metadata(frame))
+    conn.send(chat.ack_frame(stored, frame.get("clientMessageId")))
+
+
+@visitor_frames.handler("typing", TypingFrame())
+async def on_typing(conn: Connection, frame: dict) -> None:
+    """Relay the visitor's typing indicator to the staff following the chat."""
+    typing = {"type": "typing", "sessionId": conn.session_id, "isTyping": frame["isTyping"], "sender": "customer",
+              "timestamp": now_iso()}
+    await chat.publish_typing(conn.app[BUS], conn.session_id, typing, STAFF, conn.id)
+
+
+@visitor_frames.handler("sync", SyncFrame())
+async def on_sync(conn: Connection, frame: dict) -> None:
+    """Replay everything after `since`, then stay live."""
+    await conn.follow(conn.session_id, frame["since"])

@@ -1,0 +1,235 @@
+"""The widget backend's HTTP routes: tokens, sessions, messages, history, online users, agent history."""
+from __future__ import annotations
+
+import io
+
+import jwt
+import pytest
+
+from amoiq_chat import auth
+from amoiq_chat.keys import DB, SETTINGS
+
+from .chat_fixtures import make_tenant, recv, session_id, until
+
+
+@pytest.fixture
+async def chat(aiohttp_client, make_app):
+    client = await aiohttp_client(make_app())
+    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], agents=1)
+    return client, tenant
+
+
+async def send(client, tenant, **body):
+    payload = {"tenantId": tenant.id, "fingerprint": "fp-1", **body}
+    return await client.post("/webchat/message", json=payload, headers=tenant.bearer())
+
+
+async def test_anonymous_token_binds_a_new_session(chat, db_conn):
+    client, tenant = chat
+    resp = await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id}, headers=tenant.bearer())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["expiresIn"] == 3600 and body["sessionId"]
+    claims = jwt.decode(body["token"], options={"verify_signature": False})
+    assert claims["role"] == "visitor" and claims["sid"] == body["sessionId"] == claims["sub"]
+    assert claims["tenant"] == tenant.id and "uid" not in claims
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT tenant_id FROM sessions WHERE session_id = %s", (body["sessionId"],))
+        assert cur.fetchone() == (tenant.id,)
+
+
+async def test_anonymous_token_refuses_bad_input(chat):
+    client, tenant = chat
+    resp = await client.post("/api/chat/anonymous-token", json={}, headers=tenant.bearer())
+    assert resp.status == 400 and (await resp.json())["code"] == "MISSING_TENANT_ID"
+    resp = await client.post("/api/chat/anonymous-token", json={"tenantId": "tenant-other"}, headers=tenant.bearer())
+    assert resp.status == 403
+    resp = await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id, "sessionId": "short"},
+                             headers=tenant.bearer())
+    assert resp.status == 400 and "sessionId" in (await resp.json())["errors"]
+    resp = await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id})
+    assert resp.status == 401
+    resp = await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id}, headers=tenant.bearer(tenant.admin_token))
+    assert resp.status == 403
+
+
+async def test_identity_verification_requires_a_valid_user_hash(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app())
+    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], identity_verification=True)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT identity_secret FROM tenants WHERE id = %s", (tenant.id,))
+        secret = cur.fetchone()[0]
+    body = {"tenantId": tenant.id, "userId": "user-42"}
+    resp = await client.post("/api/chat/anonymous-token", json=body, headers=tenant.bearer())
+    assert resp.status == 401 and "userHash" in (await resp.json())["errors"]
+    resp = await client.post("/api/chat/anonymous-token", json={**body, "userHash": "0" * 64}, headers=tenant.bearer())
+    assert resp.status == 401
+    resp = await client.post("/api/chat/anonymous-token", json={**body, "userHash": auth.user_hash(secret, "user-42")},
+                             headers=tenant.bearer())
+    assert resp.status == 200
+    claims = jwt.decode((await resp.json())["token"], options={"verify_signature": False})
+    assert claims["uid"] == "user-42"
+    resp = await send(client, tenant, text="hi", sessionId=session_id(), userId="user-42")
+    assert resp.status == 401
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM messages WHERE tenant_id = %s", (tenant.id,))
+        assert cur.fetchone() == (0,)
+
+
+async def test_session_route_creates_and_resumes(chat):
+    client, tenant = chat
+    sid = session_id()
+    body = {"tenantId": tenant.id, "siteKey": tenant.site_key, "sessionId": sid, "fingerprint": "fp"}
+    resp = await client.post("/api/chat/session", json=body, headers=tenant.bearer())
+    assert resp.status == 200
+    assert await resp.json() == {"success": True, "sessionId": sid, "tenantId": tenant.id, "siteKey": tenant.site_key,
+                                 "status": "active", "aiMode": True}
+    resp = await client.post("/api/chat/session", json=body, headers=tenant.bearer())
+    assert (await resp.json())["sessionId"] == sid
+    resp = await client.post("/api/chat/session", json={**body, "siteKey": "widget-nope"}, headers=tenant.bearer())
+    assert resp.status == 404 and (await resp.json())["code"] == "WIDGET_NOT_FOUND"
+
+
+async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_conn):
+    client, tenant = chat
+    sid = session_id()
+    first = await send(client, tenant, text="Hello, I need help", sessionId=sid, clientMessageId="m-1",
+                       domain="example.com", url="https://example.com/page")
+    assert first.status == 200
+    body = await first.json()
+    assert body["success"] is True and body["sessionId"] == sid and body["seq"] == 1
+    again = await (await send(client, tenant, text="Hello, I need help", sessionId=sid, clientMessageId="m-1")).json()
+    assert again["messageId"] == body["messageId"] and again["seq"] == 1 and again["duplicate"] is True
+    also = await client.post("/api/chat/messages", json={"tenantId": tenant.id, "sessionId": sid, "text": "second"},
+                             headers=tenant.bearer())
+    assert (await also.json())["seq"] == 2
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT seq, message, metadata->>'domain' FROM messages WHERE session_id = %s ORDER BY seq", (sid,))
+        assert cur.fetchall() == [(1, "Hello, I need help", "example.com"), (2, "second", None)]
+        cur.execute("SELECT count(*), min(payload->'data'->>'senderType') FROM webhook_outbox o"
+                    " JOIN messages m ON m.id = o.message_id WHERE m.session_id = %s", (sid,))
+        assert cur.fetchone() == (2, "user")
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"sessionId": "session_12345678"}, "text"),
+    ({"text": "   ", "sessionId": "session_12345678"}, "text"),
+    ({"text": 5, "sessionId": "session_12345678"}, "text"),
+    ({"text": "x" * 10001, "sessionId": "session_12345678"}, "text"),
+    ({"text": "hi", "sessionId": "bad id!"}, "sessionId"),
+    ({"text": "hi", "sessionId": "session_12345678", "userInfo": "me"}, "userInfo"),
+    ({"text": "hi", "sessionId": "session_12345678", "clientMessageId": "c" * 129}, "clientMessageId"),
+])
+async def test_webchat_message_names_the_bad_field(chat, db_conn, body, field):
+    client, tenant = chat
+    resp = await send(client, tenant, **body)
+    assert resp.status == 400
+    envelope = await resp.json()
+    assert envelope["code"] == "VALIDATION_ERROR"
+    assert field in {name.split(".")[0] for name in envelope["errors"]}
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM messages WHERE tenant_id = %s", (tenant.id,))
+        assert cur.fetchone() == (0,)
+
+
+async def test_webchat_message_refuses_other_tenants_and_oversized_bodies(chat, aiohttp_client, make_app):
+    client, tenant = chat
+    other = await make_tenant(client.app[DB], client.app[SETTINGS])
+    sid = session_id()
+    assert (await send(client, tenant, text="mine", sessionId=sid)).status == 200
+    resp = await client.post("/webchat/message", json={"tenantId": other.id, "sessionId": sid, "text": "hijack"},
+                             headers=other.bearer())
+    assert resp.status == 403
+    resp = await send(client, tenant, text="hi", sessionId=session_id(), siteId=other.site_key)
+    assert resp.status == 403
+    resp = await client.post("/webchat/message", data=io.BytesIO(b"{" + b" " * 2_000_000 + b"}"), headers=tenant.bearer())
+    assert resp.status == 413 and (await resp.json())["code"] == "PAYLOAD_TOO_LARGE"
+    resp = await client.post("/webchat/message", data=b"not json", headers=tenant.bearer())
+    assert resp.status == 400
+
+
+async def test_history_oldest_first_with_pagination(chat):
+    client, tenant = chat
+    sid = session_id()
+    for n in range(5):
+        await send(client, tenant, text=f"m{n}", sessionId=sid)
+    token_resp = await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id, "sessionId": sid},
+                                   headers=tenant.bearer())
+    token = (await token_resp.json())["token"]
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "sessionId": sid, "limit": "3"},
+                            headers=tenant.bearer(token))
+    page = await resp.json()
+    assert [m["text"] for m in page["messages"]] == ["m2", "m3", "m4"] and page["hasMore"] is True
+    assert page["messages"][0]["sender"] == "user" and page["messages"][0]["timestamp"].endswith("Z")
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "sessionId": sid,
+                                                         "before": page["nextBefore"]}, headers=tenant.bearer(token))
+    older = await resp.json()
+    assert [m["text"] for m in older["messages"]] == ["m0", "m1"] and older["hasMore"] is False
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "sessionId": session_id()},
+                            headers=tenant.bearer(token))
+    assert resp.status == 403
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "sessionId": sid, "limit": "0"},
+                            headers=tenant.bearer(token))
+    assert resp.status == 400 and "limit" in (await resp.json())["errors"]
+    resp = await client.get("/api/chat/messages", params={"sessionId": sid}, headers=tenant.bearer(token))
+    assert resp.status == 400 and (await resp.json())["code"] == "MISSING_TENANT_ID"
+
+
+async def test_logged_in_history_spans_sessions(chat):
+    client, tenant = chat
+    first, second, stranger = session_id(), session_id(), session_id()
+    await send(client, tenant, text="on the laptop", sessionId=first, userId="user-7")
+    await send(client, tenant, text="on the phone", sessionId=second, userId="user-7")
+    await send(client, tenant, text="someone else", sessionId=stranger, userId="user-8")
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "userId": "user-7"},
+                            headers=tenant.bearer(tenant.secret_key))
+    messages = (await resp.json())["messages"]
+    assert [(m["text"], m["userId"]) for m in messages] == [("on the laptop", "user-7"), ("on the phone", "user-7")]
+    token = (await (await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id, "userId": "user-7",
+                                                                          "sessionId": first},
+                                      headers=tenant.bearer())).json())["token"]
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "userId": "user-7"},
+                            headers=tenant.bearer(token))
+    assert len((await resp.json())["messages"]) == 2
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "userId": "user-8"},
+                            headers=tenant.bearer(token))
+    assert resp.status == 403
+
+
+async def test_agent_history_view_in_the_004_shape(chat):
+    client, tenant = chat
+    other = await make_tenant(client.app[DB], client.app[SETTINGS])
+    sid = session_id()
+    await send(client, tenant, text="I need help with my order", sessionId=sid,
+               userInfo={"name": "John Doe", "email": "john@example.com"})
+    resp = await client.get(f"/api/widgets/sessions/{sid}/messages", headers=tenant.bearer(tenant.agents[0]["token"]))
+    body = await resp.json()
+    assert resp.status == 200 and body["success"] is True
+    assert [(m["text"], m["sender"], m["isAI"]) for m in body["messages"]] == [("I need help with my order", "customer", False)]
+    assert body["customerInfo"]["name"] == "John Doe" and body["customerInfo"]["email"] == "john@example.com"
+    resp = await client.get(f"/api/widgets/sessions/{sid}/messages", headers=other.bearer(other.admin_token))
+    assert resp.status == 403
+    resp = await client.get(f"/api/widgets/sessions/{session_id()}/messages", headers=tenant.bearer(tenant.admin_token))
+    assert resp.status == 404 and (await resp.json())["code"] == "SESSION_NOT_FOUND"
+    resp = await client.get(f"/api/widgets/sessions/{sid}/messages", headers=tenant.bearer())
+    assert resp.status == 403
+
+
+async def test_online_users_needs_staff_of_that_tenant(chat):
+    client, tenant = chat
+    sid = session_id()
+    ws = await client.ws_connect(f"/ws/{sid}", headers={"Origin": "https://shop.example.com"})
+    await recv(ws)
+    await ws.send_json({"type": "join", "siteKey": tenant.site_key, "url": "https://shop.example.com/cart"})
+    await until(ws, "connection_status")
+    resp = await client.get("/api/chat/online-users", params={"tenantId": tenant.id},
+                            headers={**tenant.bearer(tenant.admin_token), "X-Tenant-ID": tenant.id})
+    users = (await resp.json())["users"]
+    assert [(u["userId"], u["sessionId"], u["domain"], u["url"]) for u in users] == \
+        [(None, sid, "shop.example.com", "https://shop.example.com/cart")]
+    resp = await client.get("/api/chat/online-users", params={"tenantId": "tenant-other"},
+                            headers=tenant.bearer(tenant.admin_token))
+    assert resp.status == 403
+    resp = await client.get("/api/chat/online-users", params={"tenantId": tenant.id}, headers=tenant.bearer())
+    assert resp.status == 403
+    await ws.close()
