@@ -138,6 +138,7 @@ def render(results: dict) -> str:
             out += [f"Profile of {name}: not available: {prof['error']}", ""]
             continue
         out.append(f"Profile of {name} (py-spy, {prof['samples']} busy samples; raw stacks in bench/results/{prof['collapsed']})")
+        out += [table(["where the server's busy time goes", "%"], prof.get("parts_pct", [])), ""]
         own, inclusive = prof["self_pct"][:15], [f for f in prof["inclusive_pct"] if f[1] < 75][:15]
         rows = [[own[i][0] if i < len(own) else "", own[i][1] if i < len(own) else None,
                  inclusive[i][0] if i < len(inclusive) else "", inclusive[i][1] if i < len(inclusive) else None]
