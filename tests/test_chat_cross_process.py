@@ -233,3 +233,34 @@ async def test_two_agents_accepting_at_once_exactly_one_wins(servers, pool, http
         assert cur.fetchone() == (winner, "active", False)
     for ws in (visitor, first, second):
         await ws.close()
+
+
+async def test_both_sides_writing_at_once_every_socket_sees_one_gapless_order(servers, pool, http, settings):
+    a, b = servers
+    tenant = await make_tenant(pool, settings, agents=1)
+    sid = session_id()
+    visitor = await open_visitor(http, a, sid, tenant)
+    await visitor_says(visitor, sid, "start", "s-0")
+    staff = await accepted_by(http, b, tenant.agents[0], sid)
+    watcher = await open_visitor(http, b, sid, tenant)  # another tab, on the agent's process
+
+    async def visitor_burst():
+        for n in range(20):
+            await visitor.send_json({"type": "message", "message": f"v{n}", "clientMessageId": f"v{n}"})
+
+    async def agent_burst():
+        for n in range(20):
+            await staff.send_json({"type": "send_message", "sessionId": sid, "text": f"a{n}"})
+
+    await asyncio.gather(visitor_burst(), agent_burst())
+    seen = []
+    while len(seen) < 40:
+        frame = await until(watcher, "meta_message_created")
+        seen.append(frame["message"]["seq"])
+    assert seen == list(range(2, 42))
+    staff_seen = []
+    while len(staff_seen) < 40:
+        staff_seen.append((await until(staff, "new_message"))["message"]["seq"])
+    assert staff_seen == list(range(2, 42))
+    for ws in (visitor, staff, watcher):
+        await ws.close()

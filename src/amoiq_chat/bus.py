@@ -85,6 +85,7 @@ class Bus:
         self._conn: aioredis.Connection | None = None
         self._send_lock = asyncio.Lock()
         self._connected = asyncio.Event()
+        self.reconnected = asyncio.Event()  # set after each reconnection (tests wait on it)
         self._task: asyncio.Task | None = None
         self.received = 0
 
@@ -155,8 +156,10 @@ class Bus:
         conn = pool.connection_class(**kwargs, protocol=2)
         await conn.connect()
         rooms = list(self._rooms)
-        if rooms:
+        if rooms:  # resubscribe, and wait for every confirmation before saying we are back
             await conn.send_command("SUBSCRIBE", *rooms, check_health=False)
+            for _ in rooms:
+                self._handle(await conn.read_response(timeout=SUBSCRIBE_TIMEOUT))
         return conn
 
     async def _listen(self) -> None:
@@ -169,6 +172,7 @@ class Bus:
                 self._connected.set()
                 if reconnected:
                     self.on_reconnect()
+                    self.reconnected.set()
                 backoff = 0.1
                 await self._read(self._conn)
             except asyncio.CancelledError:

@@ -134,13 +134,18 @@ async def page(conn: aiopg.Connection, tenant_id: str, *, session_id: str | None
     if session_id is not None:
         where.append("m.session_id = %s")
         params.append(session_id)
-    if before is not None:
+    if before is not None and user_id is None:
+        where.append("m.seq < (SELECT seq FROM messages WHERE id = %s)")
+        params.append(before)
+    elif before is not None:
         where.append("(m.created_at, m.seq, m.id) < (SELECT created_at, seq, id FROM messages WHERE id = %s)")
         params.append(before)
+    # One session: seq order. Several: time order (seq breaks ties within a session).
+    order = "m.seq DESC" if user_id is None else "m.created_at DESC, m.seq DESC, m.id DESC"
     rows = await db.fetch_all(
         conn,
         f"SELECT {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM messages m"
-        f" WHERE {' AND '.join(where)} ORDER BY m.created_at DESC, m.seq DESC, m.id DESC LIMIT %s",
+        f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s",
         (*params, limit + 1),
     )
     more = len(rows) > limit

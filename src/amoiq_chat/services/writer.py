@@ -135,10 +135,12 @@ class MessageWriter:
             return
         self.batches += 1
         self.stored += len(new_rows)
-        try:
-            await self._announce(new_rows, outbox_ids, sessions)
-        except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
-            log.warning("publishing %d stored messages failed: %s", len(new_rows), exc)
+        for attempt in (1, 2):  # a pooled connection may be stale after a Redis restart: retry once
+            try:
+                await self._announce(new_rows, outbox_ids, sessions)
+                break
+            except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
+                log.warning("publishing %d stored messages failed (attempt %d): %s", len(new_rows), attempt, exc)
         for (_, future), result in zip(batch, results):
             if future.done():
                 continue
@@ -158,6 +160,8 @@ class MessageWriter:
                 (session_ids,),
             )
             sessions = {row["session_id"]: row for row in locked}
+            # Taken after the locks: a later seq of a session never gets an earlier created_at.
+            now = dt.datetime.now(dt.timezone.utc)
             existing: dict[tuple[str, str], dict] = {}
             if keyed:
                 rows = await db.fetch_all(
@@ -166,7 +170,6 @@ class MessageWriter:
                     ([s for s, _ in keyed], [c for _, c in keyed]),
                 )
                 existing = {(r["session_id"], r["client_message_id"]): r for r in rows}
-            now = dt.datetime.now(dt.timezone.utc)
             results: list[Any] = []
             new_rows: list[dict] = []
             for draft in drafts:

@@ -46,7 +46,6 @@ async def _session_for_token(request: web.Request, session_id: str, token: str) 
             widget = await sessions.find_widget(conn, session["site_key"], principal.tenant_id)
             if not sessions.origin_allowed(request.headers.get("Origin"), widget["allowed_domains"]):
                 raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"})
-    session["verified_user"] = principal.user_id
     return session
 
 

@@ -1,0 +1,143 @@
+"""The write path and the bus: batching, gapless seqs, all-or-nothing batches, bad events, slow peers, Redis restarts."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from amoiq_chat.bus import STAFF, encode_event
+from amoiq_chat.keys import BUS, DB, REDIS, SETTINGS, WRITER
+from amoiq_chat.services import sessions
+from amoiq_chat.services.writer import Draft
+
+from .chat_fixtures import closed_with, make_tenant, recv, session_id, until
+from .conftest import wait_for_port
+
+
+async def open_sessions(app, tenant, n):
+    ids = [session_id() for _ in range(n)]
+    async with app[DB].acquire() as conn:
+        for sid in ids:
+            await sessions.ensure_session(conn, tenant.id, sid, site_key=tenant.site_key)
+    return ids
+
+
+async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app())
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    ids = await open_sessions(app, tenant, 4)
+    writer = app[WRITER]
+    batches_before = writer.batches
+    drafts = [Draft(tenant.id, ids[n % 4], "visitor", f"m{n}", client_message_id=f"c{n}") for n in range(200)]
+    stored = await asyncio.gather(*(writer.submit(d) for d in drafts))
+    assert writer.batches - batches_before < 50
+    for sid in ids:
+        seqs = sorted(s.seq for s in stored if s.row["session_id"] == sid)
+        assert seqs == list(range(1, 51))
+    again = await asyncio.gather(*(writer.submit(d) for d in drafts[:10]))
+    assert [(s.id, s.seq, s.duplicate) for s in again] == [(s.id, s.seq, True) for s in stored[:10]]
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(DISTINCT (session_id, seq)) FROM messages WHERE tenant_id = %s", (tenant.id,))
+        assert cur.fetchone() == (200, 200)
+        cur.execute("SELECT last_seq FROM sessions WHERE session_id = ANY(%s)", (ids,))
+        assert [r[0] for r in cur.fetchall()] == [50] * 4
+        cur.execute("SELECT count(*) FROM webhook_outbox WHERE tenant_id = %s", (tenant.id,))
+        assert cur.fetchone() == (200,)
+    jobs = await app[REDIS].xrevrange("meta:webhook_jobs", count=5)
+    assert all(fields[b"tenant_id"] == tenant.id.encode() for _, fields in jobs)
+
+
+async def test_a_failing_batch_fails_every_message_in_it_and_writes_nothing(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app())
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    (sid,) = await open_sessions(app, tenant, 1)
+    good = Draft(tenant.id, sid, "visitor", "fine")
+    bad = Draft(tenant.id, sid, "martian", "breaks the CHECK constraint")
+    results = await asyncio.gather(app[WRITER].submit(good), app[WRITER].submit(bad), return_exceptions=True)
+    assert all(getattr(r, "code", None) == "INTERNAL_ERROR" for r in results)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM messages WHERE session_id = %s", (sid,))
+        assert cur.fetchone() == (0,)
+        cur.execute("SELECT last_seq FROM sessions WHERE session_id = %s", (sid,))
+        assert cur.fetchone() == (0,)
+    later = await app[WRITER].submit(good)
+    assert later.seq == 1
+    missing = await asyncio.gather(app[WRITER].submit(Draft(tenant.id, session_id(), "visitor", "x")), return_exceptions=True)
+    assert missing[0].code == "SESSION_NOT_FOUND"
+
+
+async def test_a_malformed_event_is_skipped_and_the_bus_goes_on(aiohttp_client, make_app):
+    client = await aiohttp_client(make_app())
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    admin = await client.ws_connect(f"/ws/agent/{tenant.admin_id}?token={tenant.admin_token}")
+    await recv(admin)
+    await app[REDIS].publish(f"admin:{tenant.id}", b"\xff not an event")
+    await app[REDIS].publish(f"admin:{tenant.id}", b'{"a": "ss"}\nonly-one-frame')
+    await app[BUS].publish(f"admin:{tenant.id}", encode_event([(STAFF, b'{"type":"user_online","userId":"u1"}')]))
+    assert (await recv(admin)) == {"type": "user_online", "userId": "u1"}
+    await admin.close()
+
+
+async def test_a_peer_that_cannot_keep_up_is_disconnected(aiohttp_client, make_app):
+    client = await aiohttp_client(make_app(extra={"ws_send_queue": 600}))
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    (sid,) = await open_sessions(app, tenant, 1)
+    slow = await client.ws_connect(f"/ws/{sid}")
+    await recv(slow)
+    await slow.send_json({"type": "join", "siteKey": tenant.site_key})
+    await until(slow, "connection_status")
+    fast = await client.ws_connect(f"/ws/{sid}")
+    await recv(fast)
+    await fast.send_json({"type": "join", "siteKey": tenant.site_key})
+    await until(fast, "connection_status")
+    big = "x" * 9000
+    reader = asyncio.ensure_future(_drain(fast, 3000))
+    for _ in range(30):  # bursts of 100, which a reading tab keeps up with
+        await asyncio.gather(*(app[WRITER].submit(Draft(tenant.id, sid, "agent", big, metadata={"agentName": "A"}))
+                               for _ in range(100)))
+    assert await reader == 3000  # the tab that reads got every message
+    # 1013 when the close frame gets through; 1006 when its buffers stayed too full to send it.
+    assert await closed_with(slow, timeout=20) in (1013, 1006)
+    await fast.close()
+
+
+async def _drain(ws, wanted):
+    seen = 0
+    while seen < wanted:
+        frame = await recv(ws, 20)
+        seen += frame["type"] == "message"
+    return seen
+
+
+async def test_the_bus_resubscribes_after_redis_restarts(aiohttp_client, make_app, redis_server):
+    url, process = redis_server
+    client = await aiohttp_client(make_app(redis_url=url))
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    (sid,) = await open_sessions(app, tenant, 1)
+    ws = await client.ws_connect(f"/ws/{sid}")
+    await recv(ws)
+    await ws.send_json({"type": "join", "siteKey": tenant.site_key})
+    await until(ws, "connection_status")
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    args = process.args
+    app[BUS].reconnected.clear()
+    process.terminate()
+    process.wait(10)
+    restarted = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, restarted)
+        await asyncio.wait_for(app[BUS].reconnected.wait(), 15)
+        stored = await app[WRITER].submit(Draft(tenant.id, sid, "agent", "after the restart", metadata={"agentName": "A"}))
+        frame = await until(ws, "message", timeout=10)
+        assert frame["id"] == stored.id
+    finally:
+        await ws.close()
+        restarted.terminate()
+        restarted.wait(10)
