@@ -76,7 +76,7 @@ def session_id() -> str:
 
 async def recv(ws: aiohttp.ClientWebSocketResponse, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
     """The next JSON frame (fails the test after `timeout`)."""
-    msg = await asyncio.wait_for(ws.receive(), timeout)
+    msg = await ws.receive(timeout=timeout)  # (not wait_for: that can lose a close frame)
     assert msg.type == aiohttp.WSMsgType.TEXT, f"expected a text frame, got {msg.type} {msg.data!r}"
     return json.loads(msg.data)
 
@@ -117,7 +117,7 @@ async def nothing_more(ws: aiohttp.ClientWebSocketResponse, within: float = 0.3)
 async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = FRAME_TIMEOUT) -> int | None:
     """Read until the socket closes; return the close code."""
     while True:
-        msg = await asyncio.wait_for(ws.receive(), timeout)
+        msg = await ws.receive(timeout=timeout)
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING,
                         aiohttp.WSMsgType.ERROR):
             return ws.close_code
@@ -128,6 +128,7 @@ class ServerProcess:
 
     def __init__(self, settings: Settings, **env: str) -> None:
         self.port = free_port()
+        self.terminated = False
         env = {"RATE_LIMIT_HTTP": "100000/60", "RATE_LIMIT_AUTH": "100000/60", "RATE_LIMIT_WS": "1000/1", **env}
         self.process = subprocess.Popen([*CLI, "serve", "--port", str(self.port)], env=cli_env(settings, **env),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -154,10 +155,16 @@ class ServerProcess:
         self.process.wait(10)
         self.process.stderr.close()
 
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM, once: a second one would interrupt its graceful shutdown)."""
+        if self.process.poll() is None and not self.terminated:
+            self.process.terminate()
+            self.terminated = True
+
     def stop(self) -> str:
         """Stop it gracefully; return what it logged."""
+        self.terminate()
         if self.process.poll() is None:
-            self.process.terminate()
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:

@@ -5,10 +5,11 @@ import asyncio
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from amoiq_chat import db
 
-from .chat_fixtures import ServerProcess, collect, make_tenant, nothing_more, recv, session_id, until
+from .chat_fixtures import ServerProcess, closed_with, collect, make_tenant, nothing_more, recv, session_id, until
 
 
 @pytest.fixture(scope="module")
@@ -264,3 +265,28 @@ async def test_both_sides_writing_at_once_every_socket_sees_one_gapless_order(se
     assert staff_seen == list(range(2, 42))
     for ws in (visitor, staff, watcher):
         await ws.close()
+
+
+async def test_graceful_stop_closes_sockets_with_1001_and_clears_presence(settings, pool, http):
+    server = ServerProcess(settings)
+    try:
+        server.wait()
+        tenant = await make_tenant(pool, settings, agents=1)
+        sid = session_id()
+        visitor = await open_visitor(http, server, sid, tenant)
+        agent = tenant.agents[0]
+        staff = await open_staff(http, server, agent["id"], agent["token"])
+        users = await (await http.get(f"{server.url}/api/chat/online-users", params={"tenantId": tenant.id},
+                                      headers=tenant.bearer(tenant.secret_key))).json()
+        assert [u["sessionId"] for u in users["users"]] == [sid]
+        server.terminate()
+        codes = [await closed_with(visitor, timeout=15), await closed_with(staff, timeout=15)]
+    finally:
+        logs = server.stop()
+    assert codes == [1001, 1001], logs
+    assert "Traceback" not in logs, logs
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        assert await client.hgetall(f"online_users:{tenant.id}") == {}
+    finally:
+        await client.aclose()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from amoiq_chat.keys import DB, SETTINGS
+from amoiq_chat.keys import CHAT_HOOKS, DB, SETTINGS, WRITER
+from amoiq_chat.services.writer import Draft
 
 from .chat_fixtures import collect, make_tenant, nothing_more, recv, session_id, until
 
@@ -30,4 +31,28 @@ async def test_seed_visitor_example_stores_and_acks(chat, db_conn):
     with db_conn.cursor() as cur:
         cur.execute("SELECT message, seq, sender_type, tenant_id FROM messages WHERE session_id = %s", (sid,))
         assert cur.fetchall() == [("Hello!", 1, "visitor", tenant.id)]
+    await ws.close()
+
+
+async def test_after_visitor_message_hook_is_the_seam_for_the_assistant(chat):
+    client, tenant = chat
+    app = client.app
+    seen = []
+
+    async def assistant(session, stored):
+        seen.append(stored.id)
+        await app[WRITER].submit(Draft(session["tenant_id"], session["session_id"], "ai", f"You said: {stored.row['message']}"))
+
+    app[CHAT_HOOKS].after_visitor_message.append(assistant)
+    sid = session_id()
+    ws = await client.ws_connect(f"/ws/{sid}")
+    await recv(ws)
+    frame = {"type": "message", "siteKey": tenant.site_key, "message": "pricing?", "clientMessageId": "p-1"}
+    await ws.send_json(frame)
+    reply = await until(ws, "message")
+    assert reply["message"] == "You said: pricing?"
+    assert reply["metadata"] == {"agentName": "AI Assistant", "isAI": True}
+    await ws.send_json(frame)  # a repeated clientMessageId does not run the hooks again
+    assert (await until(ws, "ack"))["duplicate"] is True
+    assert len(seen) == 1
     await ws.close()

@@ -13,7 +13,7 @@ from .chat_fixtures import closed_with, collect, make_tenant, nothing_more, recv
 
 @pytest.fixture
 async def chat(aiohttp_client, make_app):
-    client = await aiohttp_client(make_app())
+    client = await aiohttp_client(make_app(rate_limit_ws=RateLimit(100, 1)))
     tenant = await make_tenant(client.app[DB], client.app[SETTINGS], agents=2)
     return client, tenant
 
@@ -249,4 +249,44 @@ async def test_admin_follows_a_chat_with_sync(chat):
     await admin.send_json({"type": "sync", "since": 0})
     assert (await until(admin, "error"))["code"] == "VALIDATION_ERROR"
     for socket in (ws, admin):
+        await socket.close()
+
+
+async def test_agent_frames_about_other_tenants_or_unknown_sessions_are_refused(chat, db_conn):
+    client, tenant = chat
+    other = await make_tenant(client.app[DB], client.app[SETTINGS])
+    theirs, their_sid = await visitor(client, other)
+    await theirs.send_json({"type": "message", "siteKey": other.site_key, "message": "secret"})
+    await until(theirs, "ack")
+    agent = tenant.agents[0]
+    ws = await staff(client, agent["id"], agent["token"])
+    cases = [
+        ({"type": "accept_chat", "sessionId": their_sid}, "FORBIDDEN"),
+        ({"type": "accept_chat", "sessionId": session_id()}, "SESSION_NOT_FOUND"),
+        ({"type": "accept_chat"}, "VALIDATION_ERROR"),
+        ({"type": "accept_chat", "sessionId": 12345678}, "VALIDATION_ERROR"),
+        ({"type": "send_message", "sessionId": their_sid, "text": "hi"}, "FORBIDDEN"),
+        ({"type": "send_message", "sessionId": their_sid}, "VALIDATION_ERROR"),
+        ({"type": "typing", "sessionId": their_sid, "isTyping": True}, "FORBIDDEN"),
+        ({"type": "sync", "sessionId": their_sid, "since": 0}, "FORBIDDEN"),
+        ({"type": "sync", "sessionId": their_sid, "since": "zero"}, "VALIDATION_ERROR"),
+        ({"type": "get_online_users", "tenantId": other.id}, "FORBIDDEN"),
+        ({"type": "message", "message": "wrong socket"}, "VALIDATION_ERROR"),
+    ]
+    for frame, code in cases:
+        await ws.send_json(frame)
+        error = await until(ws, "error")
+        assert error["code"] == code, frame
+    assert await nothing_more(ws) == []
+    assert [f for f in await nothing_more(theirs) if f["type"] != "meta_message_created"] == []
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*), max(assigned_agent_id) FROM messages m JOIN sessions s USING (session_id)"
+                    " WHERE s.session_id = %s", (their_sid,))
+        assert cur.fetchone() == (1, None)
+    # A visitor's frames naming another tenant or session are refused too.
+    await theirs.send_json({"type": "message", "message": "x", "tenantId": tenant.id})
+    assert (await until(theirs, "error"))["code"] == "FORBIDDEN"
+    await theirs.send_json({"type": "message", "message": "x", "sessionId": session_id()})
+    assert (await until(theirs, "error"))["code"] == "FORBIDDEN"
+    for socket in (ws, theirs):
         await socket.close()

@@ -9,7 +9,7 @@ import aiopg
 
 from .. import db
 from ..bus import STAFF, VISITOR, Bus, encode_event
-from ..jsonutil import dumps, iso, now_iso
+from ..jsonutil import dumps, now_iso
 from . import messages, sessions
 from .presence import Gone, user_entry
 from .writer import Draft, MessageWriter, Stored
@@ -34,21 +34,25 @@ def visitor_metadata(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: fields[k] for k in keep if fields.get(k) is not None}
 
 
-async def post_visitor_message(writer: MessageWriter, hooks: ChatHooks, session: dict, text: str, *,
+async def post_visitor_message(writer: MessageWriter, session: dict, text: str, *,
                                client_message_id: str | None, metadata: dict[str, Any]) -> Stored:
-    """Store a visitor's message (published to the conversation by the writer), then run the hooks."""
-    stored = await writer.submit(Draft(
+    """Store a visitor's message (the writer publishes it to the conversation)."""
+    return await writer.submit(Draft(
         tenant_id=session["tenant_id"], session_id=session["session_id"], sender_type="visitor", text=text,
         sender_id=session.get("user_id"), user_id=session.get("user_id"), client_message_id=client_message_id,
         metadata=metadata,
     ))
-    if not stored.duplicate:
-        for hook in hooks.after_visitor_message:
-            try:
-                await hook(session, stored)
-            except Exception:  # a failing hook must not lose the visitor's ack
-                log.exception("after_visitor_message hook %r failed", hook)
-    return stored
+
+
+async def after_visitor_message(hooks: ChatHooks, session: dict, stored: Stored) -> None:
+    """Run the hooks for a newly stored visitor message (not for a repeated clientMessageId)."""
+    if stored.duplicate:
+        return
+    for hook in hooks.after_visitor_message:
+        try:
+            await hook(session, stored)
+        except Exception:  # a failing hook must not break the visitor's socket or request
+            log.exception("after_visitor_message hook %r failed", hook)
 
 
 async def post_agent_message(writer: MessageWriter, session: dict, staff: dict[str, Any], text: str, *,
@@ -65,7 +69,7 @@ def ack_frame(stored: Stored, client_message_id: str | None) -> dict[str, Any]:
     """The `ack` of a stored message (the same id and seq when a clientMessageId repeats)."""
     return {"type": "ack", "clientMessageId": client_message_id, "id": stored.id, "seq": stored.seq,
             "sessionId": stored.row["session_id"], "duplicate": stored.duplicate,
-            "timestamp": iso(stored.row["created_at"])}
+            "timestamp": messages.timestamp(stored.row)}
 
 
 async def accept_chat(pool: aiopg.Pool, bus: Bus, tenant_id: str, session_id: str, staff: dict[str, Any]) -> dict:

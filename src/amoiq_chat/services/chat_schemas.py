@@ -91,7 +91,7 @@ class SyncFrame(Lenient):
 
 
 class JoinFrame(VisitorFields):
-    siteKey = Text255(required=True)
+    """A tab that only listens: `{"type":"join","siteKey":...}` (siteKey needed unless the socket has a token)."""
 
 
 class SessionFrame(Lenient):

@@ -13,7 +13,7 @@ import aiopg
 
 from .. import db
 from ..bus import STAFF, VISITOR, encode_event
-from ..jsonutil import dumps, iso, now_iso
+from ..jsonutil import dumps, iso
 
 SENDER_001 = {"visitor": "user", "agent": "agent", "ai": "bot", "system": "system"}
 COLUMNS = ("id, tenant_id, session_id, seq, sender_type, sender_id, user_id, message, message_type,"
@@ -23,13 +23,21 @@ REPLAY_PAGE = 500
 
 # Surfaces ----------------------------------------------------------------------------------
 
+def timestamp(row: dict) -> str:
+    """The message's time in the seeds' format, formatted once per row."""
+    stamp = row.get("timestamp")
+    if stamp is None:
+        stamp = row["timestamp"] = iso(row["created_at"])
+    return stamp
+
+
 def to_001(row: dict) -> dict[str, Any]:
     """A message as GET /api/chat/messages and meta_message_created show it."""
     return {
         "id": str(row["id"]),
         "text": row["message"],
         "sender": SENDER_001[row["sender_type"]],
-        "timestamp": iso(row["created_at"]),
+        "timestamp": timestamp(row),
         "sessionId": row["session_id"],
         "userId": row["user_id"],
         "tenantId": row["tenant_id"],
@@ -43,7 +51,7 @@ def to_004(row: dict) -> dict[str, Any]:
         "id": str(row["id"]),
         "text": row["message"],
         "sender": "customer" if row["sender_type"] == "visitor" else "agent",
-        "timestamp": iso(row["created_at"]),
+        "timestamp": timestamp(row),
         "isAI": row["sender_type"] == "ai",
         "seq": row["seq"],
     }
@@ -71,7 +79,7 @@ def reply_frame(row: dict) -> dict[str, Any]:
         "message": row["message"],
         "sessionId": row["session_id"],
         "seq": row["seq"],
-        "timestamp": iso(row["created_at"]),
+        "timestamp": timestamp(row),
         "metadata": {"agentName": metadata.get("agentName") or ("AI Assistant" if is_ai else None),
                      "isAI": is_ai},
     }
@@ -84,7 +92,7 @@ def meta_frame(row: dict) -> dict[str, Any]:
 
 def new_message_frame(row: dict) -> dict[str, Any]:
     """The `new_message` frame staff sockets get."""
-    return {"type": "new_message", "sessionId": row["session_id"], "message": to_004(row), "timestamp": now_iso()}
+    return {"type": "new_message", "sessionId": row["session_id"], "message": to_004(row), "timestamp": timestamp(row)}
 
 
 def frames_for(row: dict) -> list[tuple[str, bytes]]:

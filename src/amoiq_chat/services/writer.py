@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiopg
 import redis.asyncio as aioredis
 
-from .. import db
 from ..errors import ApiError, InternalError
-from ..jsonutil import dumps, iso, new_uuid
+from ..jsonutil import dumps, dumps_str, iso, new_uuid
 from ..tasks import cancel_and_wait
 from . import messages
 from .sessions import SESSION_TTL, session_cache_value
@@ -29,6 +29,9 @@ from .sessions import SESSION_TTL, session_cache_value
 log = logging.getLogger(__name__)
 
 WEBHOOK_STREAM = "meta:webhook_jobs"
+# session:{sessionId} (24 h TTL) is refreshed at most this often per session (seconds).
+SESSION_REFRESH = 30.0
+OUTBOX_ROW = "(%s, %s::uuid, 'message.created', %s::jsonb)"
 STOPPED = object()
 
 
@@ -78,6 +81,7 @@ class MessageWriter:
         self.batch_max = batch_max
         self._queue: asyncio.Queue = asyncio.Queue(queue_max)
         self._task: asyncio.Task | None = None
+        self._refreshed: dict[str, float] = {}  # session id -> when session:{id} was last refreshed
         self.batches = 0
         self.stored = 0
 
@@ -150,88 +154,90 @@ class MessageWriter:
                 future.set_result(result)
 
     async def _commit(self, drafts: list[Draft]):
+        """One transaction in four round trips: lock, find repeats, insert everything, commit."""
         session_ids = sorted({d.session_id for d in drafts})
         keyed = [(d.session_id, d.client_message_id) for d in drafts if d.client_message_id]
-        async with db.transaction(self.pool) as conn:
-            locked = await db.fetch_all(
-                conn,
-                "SELECT session_id, tenant_id, last_seq, user_id, fingerprint, started_at FROM sessions"
-                " WHERE session_id = ANY(%s) ORDER BY session_id FOR UPDATE",
-                (session_ids,),
-            )
-            sessions = {row["session_id"]: row for row in locked}
-            # Taken after the locks: a later seq of a session never gets an earlier created_at.
-            now = dt.datetime.now(dt.timezone.utc)
-            existing: dict[tuple[str, str], dict] = {}
-            if keyed:
-                rows = await db.fetch_all(
-                    conn,
-                    f"SELECT {messages.COLUMNS} FROM messages WHERE session_id = ANY(%s) AND client_message_id = ANY(%s)",
-                    ([s for s, _ in keyed], [c for _, c in keyed]),
-                )
-                existing = {(r["session_id"], r["client_message_id"]): r for r in rows}
-            results: list[Any] = []
-            new_rows: list[dict] = []
-            for draft in drafts:
-                session = sessions.get(draft.session_id)
-                key = (draft.session_id, draft.client_message_id)
-                if session is None or session["tenant_id"] != draft.tenant_id:
-                    results.append(SessionGone(f"Session {draft.session_id} not found"))
-                elif draft.client_message_id and key in existing:
-                    results.append(Stored(existing[key], duplicate=True))
-                else:
-                    session["last_seq"] += 1
-                    row = {
-                        "id": new_uuid(), "tenant_id": draft.tenant_id, "session_id": draft.session_id,
-                        "seq": session["last_seq"], "sender_type": draft.sender_type, "sender_id": draft.sender_id,
-                        "user_id": draft.user_id, "message": draft.text, "message_type": draft.message_type,
-                        "client_message_id": draft.client_message_id, "metadata": draft.metadata, "created_at": now,
-                    }
-                    if draft.client_message_id:
-                        existing[key] = row
-                    new_rows.append(row)
-                    results.append(Stored(row))
-            outbox_ids: list[int] = []
-            if new_rows:
-                await self._insert(conn, new_rows, sessions)
-                outbox_ids = await self._insert_outbox(conn, new_rows)
-        # A clientMessageId repeated inside one batch resolves to the same row, marked duplicate.
-        seen: set[int] = set()
-        for index, result in enumerate(results):
-            if isinstance(result, Stored) and not result.duplicate:
-                if id(result.row) in seen:
-                    results[index] = Stored(result.row, duplicate=True)
-                seen.add(id(result.row))
+        async with self.pool.acquire() as conn:
+            async with conn.cursor() as cur:
+                try:
+                    # Locked in id order (no deadlocks); a committed seq N implies all seqs < N are committed.
+                    await cur.execute(
+                        "BEGIN; SELECT session_id, tenant_id, last_seq, user_id, fingerprint, started_at FROM sessions"
+                        " WHERE session_id = ANY(%s) ORDER BY session_id FOR UPDATE", (session_ids,))
+                    sessions = {row["session_id"]: row for row in await cur.fetchall()}
+                    existing: dict[tuple[str, str], dict] = {}
+                    if keyed:
+                        await cur.execute(
+                            f"SELECT {messages.COLUMNS} FROM messages"
+                            " WHERE session_id = ANY(%s) AND client_message_id = ANY(%s)",
+                            ([sid for sid, _ in keyed], [cmid for _, cmid in keyed]))
+                        existing = {(r["session_id"], r["client_message_id"]): r for r in await cur.fetchall()}
+                    results, new_rows = self._assign(drafts, sessions, existing)
+                    outbox_ids: list[int] = []
+                    if new_rows:
+                        await cur.execute(*self._insert_all(new_rows, sessions))
+                        by_message = {str(r["message_id"]): r["id"] for r in await cur.fetchall()}
+                        outbox_ids = [by_message[row["id"]] for row in new_rows]
+                    await cur.execute("COMMIT")
+                except BaseException:
+                    await cur.execute("ROLLBACK")
+                    raise
         return results, new_rows, outbox_ids, sessions
 
-    async def _insert(self, conn: aiopg.Connection, rows: list[dict], sessions: dict[str, dict]) -> None:
+    @staticmethod
+    def _assign(drafts: list[Draft], sessions: dict[str, dict], existing: dict[tuple[str, str], dict]):
+        """Give each new draft its session's next seq; repeats resolve to the stored row."""
+        # Taken after the locks: a later seq of a session never gets an earlier created_at.
+        now = dt.datetime.now(dt.timezone.utc)
+        stamp = iso(now)
+        results: list[Any] = []
+        new_rows: list[dict] = []
+        for draft in drafts:
+            session = sessions.get(draft.session_id)
+            key = (draft.session_id, draft.client_message_id)
+            if session is None or session["tenant_id"] != draft.tenant_id:
+                results.append(SessionGone(f"Session {draft.session_id} not found"))
+            elif draft.client_message_id and key in existing:
+                # Stored earlier, or earlier in this batch: acked again with the same id and seq.
+                results.append(Stored(existing[key], duplicate=True))
+            else:
+                session["last_seq"] += 1
+                row = {
+                    "id": new_uuid(), "tenant_id": draft.tenant_id, "session_id": draft.session_id,
+                    "seq": session["last_seq"], "sender_type": draft.sender_type, "sender_id": draft.sender_id,
+                    "user_id": draft.user_id, "message": draft.text, "message_type": draft.message_type,
+                    "client_message_id": draft.client_message_id, "metadata": draft.metadata, "created_at": now,
+                    "timestamp": stamp,
+                }
+                if draft.client_message_id:
+                    existing[key] = row
+                new_rows.append(row)
+                results.append(Stored(row))
+        return results, new_rows
+
+    @staticmethod
+    def _insert_all(rows: list[dict], sessions: dict[str, dict]) -> tuple[str, list]:
+        """One statement: the messages, the sessions' new last_seq, the webhook outbox rows (RETURNING their ids)."""
         columns = ("id", "tenant_id", "session_id", "seq", "sender_type", "sender_id", "user_id", "message",
                    "message_type", "client_message_id", "metadata", "created_at")
-        values = ",".join(["(" + ",".join(["%s"] * len(columns)) + ")"] * len(rows))
-        params = [db.jsonb(r[c]) if c == "metadata" else r[c] for r in rows for c in columns]
-        await db.execute(conn, f"INSERT INTO messages ({', '.join(columns)}) VALUES {values}", params)
-        touched = {r["session_id"] for r in rows}
-        pairs = [(sid, sessions[sid]["last_seq"]) for sid in sorted(touched)]
-        await db.execute(
-            conn,
-            "UPDATE sessions SET last_seq = v.last_seq, last_activity_at = now()"
-            " FROM (VALUES " + ",".join(["(%s, %s::bigint)"] * len(pairs)) + ") AS v(session_id, last_seq)"
-            " WHERE sessions.session_id = v.session_id",
-            [x for pair in pairs for x in pair],
-        )
-
-    async def _insert_outbox(self, conn: aiopg.Connection, rows: list[dict]) -> list[int]:
-        values = ",".join(["(%s, %s, 'message.created', %s)"] * len(rows))
-        params = []
+        row_sql = "(" + ",".join("%s::jsonb" if c == "metadata" else "%s" for c in columns) + ")"
+        params: list[Any] = [dumps_str(r[c]) if c == "metadata" else r[c] for r in rows for c in columns]
+        touched = sorted({r["session_id"] for r in rows})
+        for sid in touched:
+            params += [sid, sessions[sid]["last_seq"]]
         for row in rows:
-            payload = {"event": "message.created", "timestamp": iso(row["created_at"]), "data": messages.webhook_data(row)}
-            params += [row["tenant_id"], row["id"], db.jsonb(payload)]
-        inserted = await db.fetch_all(
-            conn, f"INSERT INTO webhook_outbox (tenant_id, message_id, event, payload) VALUES {values} RETURNING id, message_id",
-            params,
+            payload = {"event": "message.created", "timestamp": row["timestamp"], "data": messages.webhook_data(row)}
+            params += [row["tenant_id"], row["id"], dumps_str(payload)]
+        sql = (
+            f"WITH m AS (INSERT INTO messages ({', '.join(columns)}) VALUES {','.join([row_sql] * len(rows))}),"
+            " s AS (UPDATE sessions SET last_seq = v.last_seq, last_activity_at = now()"
+            f" FROM (VALUES {','.join(['(%s, %s::bigint)'] * len(touched))}) AS v(session_id, last_seq)"
+            " WHERE sessions.session_id = v.session_id)"
+            " INSERT INTO webhook_outbox (tenant_id, message_id, event, payload)"
+            f" VALUES {','.join([OUTBOX_ROW] * len(rows))}"
+            " RETURNING id, message_id"
         )
-        by_message = {str(r["message_id"]): r["id"] for r in inserted}
-        return [by_message[str(row["id"])] for row in rows]
+        return sql, params
 
     async def _announce(self, rows: list[dict], outbox_ids: list[int], sessions: dict[str, dict]) -> None:
         if not rows:
@@ -240,6 +246,11 @@ class MessageWriter:
             for row, outbox_id in zip(rows, outbox_ids):
                 pipe.publish(f"conversation:{row['session_id']}", messages.message_event(row))
                 pipe.xadd(WEBHOOK_STREAM, {"outbox_id": outbox_id, "message_id": row["id"], "tenant_id": row["tenant_id"]})
+            now = time.monotonic()
             for sid in {r["session_id"] for r in rows}:
-                pipe.set(f"session:{sid}", dumps(session_cache_value(sessions[sid])), ex=SESSION_TTL)
+                if now - self._refreshed.get(sid, -SESSION_REFRESH) >= SESSION_REFRESH:
+                    self._refreshed[sid] = now
+                    pipe.set(f"session:{sid}", dumps(session_cache_value(sessions[sid])), ex=SESSION_TTL)
             await pipe.execute()
+        if len(self._refreshed) > 10000:
+            self._refreshed = {sid: t for sid, t in self._refreshed.items() if now - t < SESSION_REFRESH}

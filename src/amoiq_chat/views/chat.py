@@ -90,9 +90,10 @@ async def post_message(request: web.Request) -> web.Response:
             conn, tenant_id, session_id, site_key=site_key, fingerprint=body.get("fingerprint"),
             user_id=user_id if verified else None, user_info=body.get("userInfo"))
     text = (body.get("text") or body.get("message")).strip()
-    stored = await chat.post_visitor_message(request.app[WRITER], request.app[CHAT_HOOKS], session, text,
+    stored = await chat.post_visitor_message(request.app[WRITER], session, text,
                                              client_message_id=body.get("clientMessageId"),
                                              metadata=chat.visitor_metadata(body))
+    await chat.after_visitor_message(request.app[CHAT_HOOKS], session, stored)
     return json_response({"success": True, "messageId": stored.id, "sessionId": session_id, "seq": stored.seq,
                           "clientMessageId": body.get("clientMessageId"), "duplicate": stored.duplicate})
 

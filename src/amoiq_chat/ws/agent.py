@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import auth
-from ..bus import VISITOR
+from ..bus import STAFF, VISITOR
 from ..errors import Forbidden, Unauthorized, ValidationError
 from ..jsonutil import now_iso
 from ..keys import BUS, DB, HUB, PRESENCE, SETTINGS, SOCKETS, WRITER
@@ -39,7 +39,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     ws = new_socket(app[SETTINGS].max_frame_bytes)
     await ws.prepare(request)
     app[SOCKETS].add(ws)
-    conn = Connection(app, ws, "s")
+    conn = Connection(app, ws, STAFF)
     conn.tenant_id = staff["tenant_id"]
     conn.staff = staff
     conn.start()

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, dict], Awaitable[None]]
 Before = Callable[[Connection, dict], Awaitable[None]]
+MAX_SHAPES = 256
 
 
 def error_frame(exc: ApiError, frame: Any = None) -> dict[str, Any]:
@@ -36,6 +37,9 @@ class Registry:
         self.name = name
         self.handlers: dict[str, tuple[marshmallow.Schema, Handler]] = {}
         self.before: Before | None = None  # runs before every handler (the tokenless visitor's join)
+        # Schemas limited to the fields a frame actually carries (plus required and defaulted
+        # ones), by frame shape: marshmallow costs per declared field, and frames carry few.
+        self._shapes: dict[tuple[str, frozenset], marshmallow.Schema] = {}
 
     def handler(self, frame_type: str, schema: marshmallow.Schema) -> Callable[[Handler], Handler]:
         """Register `fn` for frames of `frame_type`, validated by `schema`."""
@@ -45,6 +49,19 @@ class Registry:
             return fn
 
         return register
+
+    def schema_for(self, frame_type: str, schema: marshmallow.Schema, frame: dict) -> marshmallow.Schema:
+        """The schema limited to this frame's shape (the whole schema for unusual shapes)."""
+        fields = schema.load_fields
+        present = frozenset(name for name in frame if name in fields)
+        key = (frame_type, present)
+        limited = self._shapes.get(key)
+        if limited is None:
+            if len(self._shapes) >= MAX_SHAPES:
+                return schema
+            needed = {name for name, f in fields.items() if f.required or f.load_default is not marshmallow.missing}
+            limited = self._shapes[key] = type(schema)(only=present | needed) if present | needed else schema
+        return limited
 
     async def dispatch(self, conn: Connection, raw: str) -> None:
         """Validate and run one text frame; any ApiError becomes an `error` frame, the socket stays open."""
@@ -63,7 +80,7 @@ class Registry:
                 raise ValidationError(f"Unknown frame type {frame_type!r}; expected one of {known}",
                                       errors={"type": "unknown frame type"})
             schema, handler = entry
-            data = validate(schema, frame)
+            data = validate(self.schema_for(frame_type, schema, frame), frame)
             if self.before is not None:
                 await self.before(conn, frame)
             await handler(conn, data)
@@ -72,6 +89,8 @@ class Registry:
             close_code = exc.details.get("close")
             if close_code:  # a policy refusal: say why, then close
                 conn.close_soon(close_code, exc.message)
+        except ConnectionResetError:
+            return  # the socket is going away; nobody to tell
         except Exception:
             log.exception("%s frame handler failed", self.name)
             conn.send(error_frame(InternalError(), frame))

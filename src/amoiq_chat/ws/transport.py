@@ -13,11 +13,14 @@ from ..bus import STAFF, Event
 from ..jsonutil import dumps
 from ..keys import DB, HUB, SETTINGS
 from ..services import messages, sessions
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = 1024
-SLOW_PEER_CLOSE = 1013  # Try Again Later: the peer did not read its frames fast enough
+SLOW_PEER_CLOSE = 1013
+STOP_TIMEOUT = 2.0
+STOP = object()  # Try Again Later: the peer did not read its frames fast enough
 
 
 @dataclass
@@ -111,7 +114,8 @@ class Connection:
     async def follow(self, session_id: str, since: int | None = None) -> None:
         """Join a conversation, replay after `since` (None: only new ones), and return once live."""
         done = asyncio.get_running_loop().create_future()
-        self._put(Follow(session_id, since, done))
+        if not self._put(Follow(session_id, since, done)):
+            raise ConnectionResetError("the socket is closing")
         await done
 
     def close_soon(self, code: int, message: str) -> None:
@@ -122,21 +126,32 @@ class Connection:
         """Queue a check of the database for messages this socket has not had."""
         self._put(CatchUp(session_id))
 
-    def _put(self, item: Any) -> None:
-        if self._closer is not None:
-            return
+    def _put(self, item: Any) -> bool:
+        """Queue an item for the writer task; False when the socket is being dropped."""
+        if self._closer is not None or self._writer is None or self._writer.done():
+            return False
         try:
             self._queue.put_nowait(item)
+            return True
         except asyncio.QueueFull:
             log.warning("socket %s cannot keep up; disconnecting it", self.id)
-            if self._writer is not None:
-                self._writer.cancel()
+            self._writer.cancel()
             self._closer = asyncio.create_task(self.ws.close(code=SLOW_PEER_CLOSE, message=b"Client cannot keep up"))
+            return False
+
+    def _abandon(self) -> None:
+        """Drop what is still queued, failing the waits of pending follows."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, Follow) and item.done is not None and not item.done.done():
+                item.done.set_exception(ConnectionResetError("the socket closed"))
 
     async def _write_loop(self) -> None:
         try:
             while True:
                 item = await self._queue.get()
+                if item is STOP or self.ws.closed:
+                    return
                 if isinstance(item, bytes):
                     await self.ws.send_frame(item, WSMsgType.TEXT)
                 elif isinstance(item, Seq):
@@ -155,6 +170,8 @@ class Connection:
         except Exception:
             log.exception("socket %s writer failed", self.id)
             await self.ws.close(code=WSCloseCode.INTERNAL_ERROR)
+        finally:
+            self._abandon()
 
     async def _send_in_order(self, item: Seq) -> None:
         cursor = self.cursors.get(item.session_id)
@@ -175,9 +192,13 @@ class Connection:
             start = newest if item.since is None else min(item.since, newest)
             self.cursors[item.session_id] = start
             await self._fill(item.session_id, newest)
-        except BaseException as exc:
+        except Exception as exc:
             if item.done is not None and not item.done.done():
-                item.done.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                item.done.set_exception(exc)
+            raise
+        except BaseException:
+            if item.done is not None:
+                item.done.cancel()
             raise
         if item.done is not None and not item.done.done():
             item.done.set_result(None)
@@ -199,16 +220,21 @@ class Connection:
                 self.cursors[session_id] = row["seq"]
 
     async def stop(self) -> None:
-        """Leave every room and stop the writer."""
+        """Leave every room, let the writer finish what it is sending (cancel it if it hangs), stop."""
         await self.app[HUB].leave_all(self)
-        for task in (self._writer, self._closer):
-            if task is not None and not task.done():
-                if task is self._writer:
-                    task.cancel()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            if self._put(STOP):
                 try:
-                    await task
-                except (asyncio.CancelledError, ConnectionResetError):
+                    await asyncio.wait_for(asyncio.shield(writer), STOP_TIMEOUT)
+                except asyncio.TimeoutError:
                     pass
+            await cancel_and_wait(writer)
+        if self._closer is not None:
+            try:
+                await self._closer
+            except ConnectionResetError:
+                pass
 
     # Reading -------------------------------------------------------------------------------
 

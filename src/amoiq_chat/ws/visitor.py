@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, web
 
 from .. import auth
-from ..bus import STAFF
+from ..bus import STAFF, VISITOR
 from ..errors import Forbidden, ValidationError
 from ..jsonutil import dumps, now_iso
+from ..http import validate
 from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, SOCKETS, WRITER
 from ..services import chat, presence, sessions
-from ..http import validate
 from ..services.chat_schemas import JoinFrame, MessageBody, SyncFrame, TypingFrame, VisitorFields
 from .registry import Registry, new_socket, read_frames
 from .transport import Connection
@@ -60,7 +60,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     ws = new_socket(app[SETTINGS].max_frame_bytes)
     await ws.prepare(request)
     app[SOCKETS].add(ws)
-    conn = Connection(app, ws, "v")
+    conn = Connection(app, ws, VISITOR)
     conn.session_id = session_id
     conn.info = {"origin": request.headers.get("Origin"), "since": since}
     conn.start()
@@ -109,9 +109,9 @@ async def _leave(conn: Connection) -> None:
 
 async def join_with_site_key(conn: Connection, frame: dict) -> None:
     """Before each frame of a tokenless socket: the first one carrying siteKey joins the session."""
+    if frame.get("sessionId") not in (None, conn.session_id):
+        raise Forbidden("This socket belongs to another session", errors={"sessionId": "does not match the socket"})
     if conn.session is not None:
-        if frame.get("sessionId") not in (None, conn.session_id):
-            raise Forbidden("This socket belongs to another session", errors={"sessionId": "does not match the socket"})
         if frame.get("tenantId") not in (None, conn.tenant_id):
             raise Forbidden("This session belongs to another tenant", errors={"tenantId": "does not match the session"})
         return
@@ -119,8 +119,6 @@ async def join_with_site_key(conn: Connection, frame: dict) -> None:
     if not isinstance(site_key, str) or not site_key:
         raise ValidationError("Send siteKey with the first frame (or connect with ?token=)",
                               errors={"siteKey": "required to join the session"})
-    if frame.get("sessionId") not in (None, conn.session_id):
-        raise Forbidden("This socket belongs to another session", errors={"sessionId": "does not match the socket"})
     fields = validate(VisitorFields(), frame)
     app = conn.app
     async with app[DB].acquire() as db_conn:
@@ -157,9 +155,10 @@ async def on_message(conn: Connection, frame: dict) -> None:
         raise Forbidden("userId does not match this session", errors={"userId": "does not match the session"})
     text = (frame.get("text") or frame.get("message")).strip()
     stored = await chat.post_visitor_message(
-        app[WRITER], app[CHAT_HOOKS], conn.session, text,
-        client_message_id=frame.get("clientMessageId"), metadata=chat.visitor_metadata(frame))
+        app[WRITER], conn.session, text, client_message_id=frame.get("clientMessageId"),
+        metadata=chat.visitor_metadata(frame))
     conn.send(chat.ack_frame(stored, frame.get("clientMessageId")))
+    await chat.after_visitor_message(app[CHAT_HOOKS], conn.session, stored)
 
 
 @visitor_frames.handler("typing", TypingFrame())
