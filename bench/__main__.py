@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fixed-pairs", type=int, default=200, help="fixed load: pairs (200)")
     parser.add_argument("--max-pairs", type=int, default=50, help="maximum load: pairs (50)")
     parser.add_argument("--idle", default="1000,5000", help="idle visitor sockets, cumulative steps (1000,5000)")
+    parser.add_argument("--idle-concurrency", type=int, default=int(os.environ.get("BENCH_IDLE_CONCURRENCY", 10)),
+                        help="idle sockets being opened at once (10)")
     parser.add_argument("--http-duration", type=float, default=float(os.environ.get("BENCH_HTTP_DURATION", 5)),
                         help="seconds per HTTP route (default 5, env BENCH_HTTP_DURATION)")
     parser.add_argument("--http-concurrency", type=int, default=32, help="HTTP requests in flight (32)")
@@ -153,11 +156,13 @@ class Bench:
         before_xlen = await xlen(check[1]) if check else 0
         before_commits = await pg_commits(check[0]) if check else 0
         cpu0 = sum(c.cpu_seconds() for c in children)
+        sys0 = sum(c.system_seconds() for c in children)
         self.backing_cpu.begin()
         busy0, wall0 = busy_seconds(), time.monotonic()
 
         def after_drain() -> None:
             snap["server"] = sum(c.cpu_seconds() for c in children) - cpu0
+            snap["server_sys"] = sum(c.system_seconds() for c in children) - sys0
             snap["backing"] = self.backing_cpu.seconds()
             snap["busy"], snap["wall"] = busy_seconds() - busy0, time.monotonic() - wall0
 
@@ -170,6 +175,7 @@ class Bench:
         delivered = max(stats.delivered, 1)
         run["server_cpu_s"] = round(snap["server"], 3)
         run["server_cpu_us_per_msg"] = round(1e6 * snap["server"] / delivered, 1)
+        run["server_cpu_system_pct"] = round(100 * snap["server_sys"] / snap["server"], 1) if snap["server"] else None
         run["backing_cpu_us_per_msg"] = round(1e6 * snap["backing"] / delivered, 1) if children and check else None
         # Everything else the machine ran meanwhile (other users of the shared cores): a disturbed run shows here.
         others = snap["busy"] - snap["server"] - stats.loadgen_cpu_s - (snap["backing"] if check else 0.0)
@@ -199,7 +205,7 @@ class Bench:
             for target in self.args.idle_steps:
                 self.progress.start(f"{name}: {target} idle sockets", target / 1000 * 3)
                 socks, errs = await loadgen.open_idle(self.http, base, target - len(opened), f"idle{len(opened)}-{secrets.token_hex(3)}",
-                                                      first_frame)
+                                                      first_frame, self.args.idle_concurrency)
                 opened += socks
                 errors += len(errs)
                 await asyncio.sleep(2.0)
@@ -228,10 +234,10 @@ class Bench:
         relay = self.relay = start_relay()
         base = f"ws://127.0.0.1:{relay.port}"
         self.relay_ep = Endpoint(base, base, [str(i + 1) for i in range(max(self.args.fixed_pairs, self.args.max_pairs))])
+        if "idle" in self.args.parts:   # first, on a fresh process: a heap grown by the loads would hide the cost
+            await self.idle("relay", relay, base, lambda sid: b'{"type":"join","siteKey":"relay"}')
         await self.messages("relay fixed", "fixed", self.relay_ep, [relay])
         await self.messages("relay max", "max", self.relay_ep, [relay])
-        if "idle" in self.args.parts:
-            await self.idle("relay", relay, base, lambda sid: b'{"type":"join","siteKey":"relay"}')
         if "http" in self.args.parts:
             url = f"http://127.0.0.1:{relay.port}/api/widgets/relay/config"
             await self.http_route("relay GET widget config", lambda h, w, n: _get(h, url))
@@ -261,12 +267,12 @@ class Bench:
             base = f"ws://127.0.0.1:{server.port}"
             ep = Endpoint(base, base, tenant.agent_ids, tenant.agent_tokens, tenant.site_key, tenant.tenant_id)
             if "server1" in a.parts:
-                await self.messages("server-1p fixed", "fixed", ep, [server], check)
-                await self.messages("server-1p max", "max", ep, [server], check,
-                                    profile_pid=server.popen.pid if a.profile else None)
                 if "idle" in a.parts:
                     join = lambda sid: orjson.dumps({"type": "join", "siteKey": tenant.site_key, "sessionId": sid})  # noqa: E731
                     await self.idle("server", server, base, join)
+                await self.messages("server-1p fixed", "fixed", ep, [server], check)
+                await self.messages("server-1p max", "max", ep, [server], check,
+                                    profile_pid=server.popen.pid if a.profile else None)
                 if "http" in a.parts:
                     await self.server_http(server, tenant, pool)
             if "server2" in a.parts:
@@ -367,8 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # like Ctrl-C: stop the children, then exit
     started = time.monotonic()
-    results = asyncio.run(Bench(args).run())
+    try:
+        results = asyncio.run(Bench(args).run())
+    except KeyboardInterrupt:
+        print("interrupted: no results written", file=sys.stderr)
+        return 130
     results["fd_limit"] = limit
     results["wall_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)

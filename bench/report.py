@@ -81,7 +81,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 MESSAGE_HEADERS = ["run", "pairs", "offered/s", "delivered/s", "x relay", "p50 ms", "p95 ms", "p99 ms", "x relay",
-                   "max ms", "lost", "srv us/msg", "x relay", "pg+redis us/msg", "loadgen us/msg", "others %", "stored once",
+                   "max ms", "lost", "srv us/msg", "x relay", "kernel %", "pg+redis us/msg", "loadgen us/msg", "others %", "stored once",
                    "webhook"]
 
 
@@ -95,7 +95,8 @@ def message_rows(results: dict) -> list[list]:
         check = run.get("check") or {}
         rows.append([name, run["pairs"], run.get("offered_per_s"), run["delivered_per_s"], run.get("x_relay_rate"),
                      run["p50_ms"], run["p95_ms"], run["p99_ms"], run.get("x_relay_p99"), run["max_ms"], run["lost"],
-                     run.get("server_cpu_us_per_msg"), run.get("x_relay_cpu"), run.get("backing_cpu_us_per_msg"),
+                     run.get("server_cpu_us_per_msg"), run.get("x_relay_cpu"), run.get("server_cpu_system_pct"),
+                     run.get("backing_cpu_us_per_msg"),
                      run.get("loadgen_cpu_us_per_msg"), run.get("others_cpu_pct"),
                      "-" if not check else f"{check['stored']}/{check['expected']} dup {check['duplicates']}",
                      "-" if not check else f"outbox {check['outbox_rows']} xadd {check['stream_appended']}"])
@@ -139,7 +140,8 @@ def render(results: dict) -> str:
             continue
         out.append(f"Profile of {name} (py-spy, {prof['samples']} busy samples; raw stacks in bench/results/{prof['collapsed']})")
         out += [table(["where the server's busy time goes", "%"], prof.get("parts_pct", [])), ""]
-        own, inclusive = prof["self_pct"][:15], [f for f in prof["inclusive_pct"] if f[1] < 75][:15]
+        top = prof["inclusive_pct"][0][1] if prof["inclusive_pct"] else 0   # the loop's own frames: every sample
+        own, inclusive = prof["self_pct"][:15], [f for f in prof["inclusive_pct"] if f[1] < top - 0.05][:15]
         rows = [[own[i][0] if i < len(own) else "", own[i][1] if i < len(own) else None,
                  inclusive[i][0] if i < len(inclusive) else "", inclusive[i][1] if i < len(inclusive) else None]
                 for i in range(max(len(own), len(inclusive)))]

@@ -30,6 +30,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the bench dies, however it dies (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Child:
     """A child process (relay or server) with its log file, CPU time and resident memory."""
 
@@ -38,7 +49,8 @@ class Child:
         VAR.mkdir(parents=True, exist_ok=True)
         self.log_path = VAR / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                      preexec_fn=_die_with_parent)
         self.process = psutil.Process(self.popen.pid)
 
     def wait_ready(self, path: str, timeout: float = 60.0) -> None:
@@ -77,6 +89,16 @@ class Child:
     def cpu_seconds(self) -> float:
         """User+system CPU time so far."""
         return sum(_cpu(p) for p in self.processes())
+
+    def system_seconds(self) -> float:
+        """System (kernel) CPU time so far: mostly socket sends and receives."""
+        total = 0.0
+        for proc in self.processes():
+            try:
+                total += proc.cpu_times().system
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def rss(self) -> int:
         """Resident memory in bytes."""
