@@ -25,7 +25,7 @@ import psutil
 from . import loadgen, profile
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
-from .target import ROOT, Backing, Child, CpuByName, Tenant, pg_commits, start_relay, start_server, verify, xlen
+from .target import ROOT, Backing, BackingCpu, Child, Tenant, pg_commits, start_relay, start_server, verify, xlen
 
 RESULTS = ROOT / "bench" / "results"
 PARTS = ("relay", "server1", "server2", "idle", "http")
@@ -112,7 +112,7 @@ class Bench:
         self.http: aiohttp.ClientSession | None = None   # made in run(), inside the loop
         self.relay: Child | None = None
         self.relay_ep: Endpoint | None = None
-        self.backing_cpu = CpuByName("postgres", "redis-server")
+        self.backing_cpu: BackingCpu | None = None   # once the server's Redis URL is known
 
     def planned_seconds(self) -> float:
         """Rough seconds of the whole run, for the progress bar."""
@@ -157,13 +157,14 @@ class Bench:
         before_commits = await pg_commits(check[0]) if check else 0
         cpu0 = sum(c.cpu_seconds() for c in children)
         sys0 = sum(c.system_seconds() for c in children)
-        self.backing_cpu.begin()
+        if self.backing_cpu is not None:
+            self.backing_cpu.begin()
         busy0, wall0 = busy_seconds(), time.monotonic()
 
         def after_drain() -> None:
             snap["server"] = sum(c.cpu_seconds() for c in children) - cpu0
             snap["server_sys"] = sum(c.system_seconds() for c in children) - sys0
-            snap["backing"] = self.backing_cpu.seconds()
+            snap["backing"] = self.backing_cpu.seconds() if self.backing_cpu is not None else 0.0
             snap["busy"], snap["wall"] = busy_seconds() - busy0, time.monotonic() - wall0
 
         spy = profile.start(profile_pid, a.duration) if profile_pid else None
@@ -256,6 +257,7 @@ class Bench:
             backing.start()
             self.results["backing"] = f"{backing.source}: {_redact(backing.database_url)} {_redact(backing.redis_url)}"
             backing.reset()
+            self.backing_cpu = BackingCpu(backing.redis_url)
             secret = secrets.token_urlsafe(32)
             server = start_server("server-1", backing, secret)
             children.append(server)
@@ -281,7 +283,7 @@ class Bench:
                 children.append(other)
                 self.progress.finish()
                 ep2 = Endpoint(base, f"ws://127.0.0.1:{other.port}", tenant.agent_ids, tenant.agent_tokens,
-                               tenant.site_key, tenant.tenant_id)
+                               tenant.site_key, tenant.tenant_id, alternate=True)
                 await self.messages("server-2p fixed", "fixed", ep2, [server, other], check)
                 await self.messages("server-2p max", "max", ep2, [server, other], check)
         except Exception as exc:  # the bench reports; it does not crash the run

@@ -45,6 +45,13 @@ class Endpoint:
     agent_tokens: list[str] | None = None  # JWTs, same order; None for the relay
     site_key: str = "relay"
     tenant_id: str = ""
+    alternate: bool = False                # odd pairs swap the two bases: both processes store messages
+
+    def bases(self, index: int) -> tuple[str, str]:
+        """(visitor base, agent base) of pair `index`."""
+        if self.alternate and index % 2:
+            return self.agent_base, self.visitor_base
+        return self.visitor_base, self.agent_base
 
     def __post_init__(self) -> None:
         for base in (self.visitor_base, self.agent_base):
@@ -155,7 +162,8 @@ async def _ws(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketR
 
 async def open_pair(http: aiohttp.ClientSession, ep: Endpoint, index: int, session_id: str) -> Pair:
     """Open a visitor, send its first message (creating the session), let an agent accept it."""
-    visitor = await _ws(http, f"{ep.visitor_base}/ws/{session_id}")
+    visitor_base, agent_base = ep.bases(index)
+    visitor = await _ws(http, f"{visitor_base}/ws/{session_id}")
     first = {"type": "message", "message": "Hello, I need help", "sessionId": session_id, "siteKey": ep.site_key,
              "clientMessageId": f"init-{session_id}"}
     if ep.tenant_id:
@@ -163,7 +171,7 @@ async def open_pair(http: aiohttp.ClientSession, ep: Endpoint, index: int, sessi
     await visitor.send_str(orjson.dumps(first).decode())
     await _read_until(visitor, lambda f: f.get("type") == "ack", "the first message's ack")
     agent_id = ep.agent_ids[index]
-    url = f"{ep.agent_base}/ws/agent/{agent_id}"
+    url = f"{agent_base}/ws/agent/{agent_id}"
     if ep.agent_tokens:
         url += f"?token={ep.agent_tokens[index]}"
     agent = await _ws(http, url)

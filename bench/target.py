@@ -86,29 +86,26 @@ class Child:
         except psutil.NoSuchProcess:
             return []
 
-    def cpu_seconds(self) -> float:
-        """User+system CPU time so far."""
-        return sum(_cpu(p) for p in self.processes())
-
-    def system_seconds(self) -> float:
-        """System (kernel) CPU time so far: mostly socket sends and receives."""
+    def _sum(self, read) -> float:
         total = 0.0
         for proc in self.processes():
             try:
-                total += proc.cpu_times().system
+                total += read(proc)
             except psutil.NoSuchProcess:
                 pass
         return total
 
+    def cpu_seconds(self) -> float:
+        """User+system CPU time so far."""
+        return self._sum(_cpu)
+
+    def system_seconds(self) -> float:
+        """System (kernel) CPU time so far: mostly socket sends and receives."""
+        return self._sum(lambda proc: proc.cpu_times().system)
+
     def rss(self) -> int:
         """Resident memory in bytes."""
-        total = 0
-        for proc in self.processes():
-            try:
-                total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return int(self._sum(lambda proc: proc.memory_info().rss))
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s."""
@@ -130,18 +127,35 @@ def _cpu(proc: psutil.Process) -> float:
         return 0.0
 
 
-class CpuByName:
-    """CPU time of every process with a given name (the PostgreSQL backends, redis-server)."""
+class BackingCpu:
+    """CPU time of the bench database's PostgreSQL backends and of the Redis server the bench uses.
 
-    def __init__(self, *names: str) -> None:
-        self.names = names
+    PostgreSQL's shared processes (WAL writer, checkpointer, ...) are not counted; a Redis
+    server that other programs also use is counted whole.
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        parts = urlsplit(redis_url)
+        self.redis_mark = parts.path if parts.scheme == "unix" else f":{parts.port or 6379}"
         self.start: dict[int, float] = {}
+
+    def _ours(self, proc: psutil.Process) -> bool:
+        name = proc.info["name"] or ""
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if name.startswith("postgres"):
+            return f" {BENCH_DATABASE} " in cmdline
+        if name.startswith("redis-server"):
+            return self.redis_mark in cmdline
+        return False
 
     def _snapshot(self) -> dict[int, float]:
         found = {}
-        for proc in psutil.process_iter(["name"]):
-            if proc.info["name"] and proc.info["name"].startswith(self.names):
-                found[proc.pid] = _cpu(proc)
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if self._ours(proc):
+                    found[proc.pid] = _cpu(proc)
+            except psutil.Error:
+                pass
         return found
 
     def begin(self) -> None:
