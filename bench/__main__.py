@@ -25,7 +25,7 @@ import psutil
 from . import loadgen, profile
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
-from .target import ROOT, Backing, BackingCpu, Child, Tenant, pg_commits, start_relay, start_server, verify, xlen
+from .target import ROOT, Backing, BackingCpu, Child, Tenant, analyze, pg_commits, start_relay, start_server, verify, xlen
 
 RESULTS = ROOT / "bench" / "results"
 PARTS = ("relay", "server1", "server2", "idle", "http")
@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--http-concurrency", type=int, default=32, help="HTTP requests in flight (32)")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {','.join(PARTS)}")
     parser.add_argument("--modes", default="fixed,max", help="message loads to run, of fixed,max (both)")
+    parser.add_argument("--no-analyze", dest="analyze", action="store_false",
+                        help="do not ANALYZE the bench database after each load (see README)")
     parser.add_argument("--profile", action="store_true", help="py-spy the one-process server during its maximum load")
     args = parser.parse_args(argv)
     if args.quick:
@@ -185,6 +187,8 @@ class Bench:
             run["check"] = await verify(check[0], check[1], prefix, stats.sent, before_xlen)
             await asyncio.sleep(1.0)   # the statistics collector's delay
             run["pg_commits_per_msg"] = round((await pg_commits(check[0]) - before_commits) / delivered, 3)
+            if a.analyze:   # tables grown from empty in seconds: give the next load's plans current statistics
+                await analyze(check[0])
         if spy:
             run["profile"] = await profile.finish(spy, RESULTS, self.results["started"])
         relay = self.results["messages"].get(reference)

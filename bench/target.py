@@ -302,6 +302,14 @@ async def pg_commits(pool) -> int:
     return int(row["xact_commit"])
 
 
+async def analyze(pool) -> None:
+    """ANALYZE the tables a load fills, as autovacuum would do some time later."""
+    from amoiq_chat import db
+
+    async with pool.acquire() as conn:
+        await db.execute(conn, "ANALYZE sessions, messages, webhook_outbox")
+
+
 async def verify(pool, redis_client, session_prefix: str, sent: int, xlen_before: int, settle: float = 5.0) -> dict:
     """Check that each measured message is stored exactly once, in the outbox and on the webhook stream."""
     from amoiq_chat import db
