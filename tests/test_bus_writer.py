@@ -36,15 +36,18 @@ async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client,
     for sid in ids:
         seqs = sorted(s.seq for s in stored if s.row["session_id"] == sid)
         assert seqs == list(range(1, 51))
+    twice = Draft(tenant.id, ids[0], "visitor", "same twice", client_message_id="twice")
+    first, second = await asyncio.gather(writer.submit(twice), writer.submit(twice))  # one batch
+    assert (first.id, first.seq, first.duplicate) == (second.id, 51, False) and second.duplicate is True
     again = await asyncio.gather(*(writer.submit(d) for d in drafts[:10]))
     assert [(s.id, s.seq, s.duplicate) for s in again] == [(s.id, s.seq, True) for s in stored[:10]]
     with db_conn.cursor() as cur:
         cur.execute("SELECT count(*), count(DISTINCT (session_id, seq)) FROM messages WHERE tenant_id = %s", (tenant.id,))
-        assert cur.fetchone() == (200, 200)
-        cur.execute("SELECT last_seq FROM sessions WHERE session_id = ANY(%s)", (ids,))
-        assert [r[0] for r in cur.fetchall()] == [50] * 4
+        assert cur.fetchone() == (201, 201)
+        cur.execute("SELECT last_seq FROM sessions WHERE session_id = ANY(%s) ORDER BY last_seq", (ids,))
+        assert [r[0] for r in cur.fetchall()] == [50, 50, 50, 51]
         cur.execute("SELECT count(*) FROM webhook_outbox WHERE tenant_id = %s", (tenant.id,))
-        assert cur.fetchone() == (200,)
+        assert cur.fetchone() == (201,)
     jobs = await app[REDIS].xrevrange("meta:webhook_jobs", count=5)
     assert all(fields[b"tenant_id"] == tenant.id.encode() for _, fields in jobs)
 

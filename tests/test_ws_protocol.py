@@ -290,3 +290,26 @@ async def test_agent_frames_about_other_tenants_or_unknown_sessions_are_refused(
     assert (await until(theirs, "error"))["code"] == "FORBIDDEN"
     for socket in (ws, theirs):
         await socket.close()
+
+
+async def test_socket_join_checks_user_hash_when_identity_verification_is_on(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app())
+    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], identity_verification=True)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT identity_secret FROM tenants WHERE id = %s", (tenant.id,))
+        secret = cur.fetchone()[0]
+    ws, sid = await visitor(client, tenant)
+    frame = {"type": "message", "siteKey": tenant.site_key, "message": "it's me", "userId": "user-1"}
+    await ws.send_json(frame)
+    error = await recv(ws)
+    assert error["type"] == "error" and error["code"] == "UNAUTHORIZED" and "userHash" in error["errors"]
+    await ws.send_json({**frame, "userHash": "f" * 64})
+    assert (await recv(ws))["code"] == "UNAUTHORIZED"
+    assert count(db_conn, sid) == 0
+    await ws.send_json({**frame, "userHash": auth.user_hash(secret, "user-1")})
+    ack = await until(ws, "ack")
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT m.user_id, s.user_id FROM messages m JOIN sessions s USING (session_id) WHERE m.id = %s",
+                    (ack["id"],))
+        assert cur.fetchone() == ("user-1", "user-1")
+    await ws.close()

@@ -149,18 +149,25 @@ class Bus:
         except (aioredis.ConnectionError, OSError, asyncio.TimeoutError) as exc:
             log.warning("bus: %s failed (%s); will resubscribe on reconnect", args[0], exc)
 
-    async def _open(self) -> aioredis.Connection:
+    async def _open(self) -> tuple[aioredis.Connection, set[str]]:
         pool = self.redis.connection_pool
         # RESP2: subscription replies and messages come back from read_response, not a push handler.
         kwargs = {k: v for k, v in pool.connection_kwargs.items() if not k.startswith(("maint_", "orig_", "himport"))}
         conn = pool.connection_class(**kwargs, protocol=2)
-        await conn.connect()
         rooms = list(self._rooms)
-        if rooms:  # resubscribe, and wait for every confirmation before saying we are back
-            await conn.send_command("SUBSCRIBE", *rooms, check_health=False)
-            for _ in rooms:
-                self._handle(await conn.read_response(timeout=SUBSCRIBE_TIMEOUT))
-        return conn
+        try:
+            await conn.connect()
+            if rooms:  # resubscribe, and wait for every confirmation before saying we are back
+                await conn.send_command("SUBSCRIBE", *rooms, check_health=False)
+                for _ in rooms:
+                    reply = await conn.read_response(timeout=SUBSCRIBE_TIMEOUT)
+                    if reply is None:
+                        raise ConnectionError("no answer to SUBSCRIBE")
+                    self._handle(reply)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        return conn, set(rooms)
 
     async def _listen(self) -> None:
         """Read the subscription connection forever; reconnect with capped backoff."""
@@ -168,8 +175,11 @@ class Bus:
         reconnected = False
         while True:
             try:
-                self._conn = await self._open()
+                self._conn, subscribed = await self._open()
                 self._connected.set()
+                joined_meanwhile = [room for room in self._rooms if room not in subscribed]
+                if joined_meanwhile:  # rooms joined while we were reconnecting
+                    await self._send("SUBSCRIBE", *joined_meanwhile)
                 if reconnected:
                     self.on_reconnect()
                     self.reconnected.set()

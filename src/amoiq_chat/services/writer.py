@@ -32,6 +32,22 @@ WEBHOOK_STREAM = "meta:webhook_jobs"
 # session:{sessionId} (24 h TTL) is refreshed at most this often per session (seconds).
 SESSION_REFRESH = 30.0
 OUTBOX_ROW = "(%s, %s::uuid, 'message.created', %s::jsonb)"
+# ARGV: message count, session TTL, then per message (channel, event, outbox id, message id,
+# tenant id), then (key, value) of each session:{id} to refresh. One call, one reply.
+ANNOUNCE = """
+local count = tonumber(ARGV[1])
+local i = 3
+for _ = 1, count do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+  redis.call('XADD', KEYS[1], '*', 'outbox_id', ARGV[i + 2], 'message_id', ARGV[i + 3], 'tenant_id', ARGV[i + 4])
+  i = i + 5
+end
+while i < #ARGV do
+  redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ARGV[2])
+  i = i + 2
+end
+return count
+"""
 STOPPED = object()
 
 
@@ -81,6 +97,7 @@ class MessageWriter:
         self.batch_max = batch_max
         self._queue: asyncio.Queue = asyncio.Queue(queue_max)
         self._task: asyncio.Task | None = None
+        self._announce_script = redis.register_script(ANNOUNCE)
         self._refreshed: dict[str, float] = {}  # session id -> when session:{id} was last refreshed
         self.batches = 0
         self.stored = 0
@@ -240,17 +257,17 @@ class MessageWriter:
         return sql, params
 
     async def _announce(self, rows: list[dict], outbox_ids: list[int], sessions: dict[str, dict]) -> None:
+        """One Redis call for the whole batch: PUBLISH each event, XADD each webhook job, refresh sessions."""
         if not rows:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for row, outbox_id in zip(rows, outbox_ids):
-                pipe.publish(f"conversation:{row['session_id']}", messages.message_event(row))
-                pipe.xadd(WEBHOOK_STREAM, {"outbox_id": outbox_id, "message_id": row["id"], "tenant_id": row["tenant_id"]})
-            now = time.monotonic()
-            for sid in {r["session_id"] for r in rows}:
-                if now - self._refreshed.get(sid, -SESSION_REFRESH) >= SESSION_REFRESH:
-                    self._refreshed[sid] = now
-                    pipe.set(f"session:{sid}", dumps(session_cache_value(sessions[sid])), ex=SESSION_TTL)
-            await pipe.execute()
+        args: list[Any] = [len(rows), SESSION_TTL]
+        for row, outbox_id in zip(rows, outbox_ids):
+            args += [f"conversation:{row['session_id']}", messages.message_event(row), outbox_id, row["id"], row["tenant_id"]]
+        now = time.monotonic()
+        for sid in {r["session_id"] for r in rows}:
+            if now - self._refreshed.get(sid, -SESSION_REFRESH) >= SESSION_REFRESH:
+                self._refreshed[sid] = now
+                args += [f"session:{sid}", dumps(session_cache_value(sessions[sid]))]
+        await self._announce_script(keys=[WEBHOOK_STREAM], args=args)
         if len(self._refreshed) > 10000:
             self._refreshed = {sid: t for sid, t in self._refreshed.items() if now - t < SESSION_REFRESH}

@@ -11,6 +11,7 @@ from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
+STOP_TIMEOUT = 10.0
 
 
 class PresenceWorker:
@@ -57,7 +58,8 @@ class PresenceWorker:
         """Stop, and clear what this process still holds (its sockets are closed by now)."""
         await cancel_and_wait(self._task)
         try:
-            for gone in await self.presence.clear_process(self.presence.process_id):
-                await announce_offline(self.bus, gone)
+            async with asyncio.timeout(STOP_TIMEOUT):  # a wedged Redis must not hang the shutdown
+                for gone in await self.presence.clear_process(self.presence.process_id):
+                    await announce_offline(self.bus, gone)
         except Exception as exc:
             log.warning("presence: could not clear this process's entries: %s", exc)
