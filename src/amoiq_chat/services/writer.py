@@ -184,9 +184,13 @@ class MessageWriter:
                     sessions = {row["session_id"]: row for row in await cur.fetchall()}
                     existing: dict[tuple[str, str], dict] = {}
                     if keyed:
+                        # Joined pair by pair, so the unique (session_id, client_message_id) index is
+                        # used on both columns whatever the statistics say (ANY/ANY let the planner
+                        # read every message of each conversation instead).
                         await cur.execute(
                             f"SELECT {messages.COLUMNS} FROM messages"
-                            " WHERE session_id = ANY(%s) AND client_message_id = ANY(%s)",
+                            " JOIN unnest(%s::text[], %s::text[]) AS k(sid, cmid)"
+                            " ON session_id = k.sid AND client_message_id = k.cmid",
                             ([sid for sid, _ in keyed], [cmid for _, cmid in keyed]))
                         existing = {(r["session_id"], r["client_message_id"]): r for r in await cur.fetchall()}
                     results, new_rows = self._assign(drafts, sessions, existing)
