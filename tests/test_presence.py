@@ -1,6 +1,7 @@
 """Presence in Redis: the SPEC's keys, the last socket anywhere, and the sweeper of dead processes."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 from amoiq_chat.keys import BUS, DB, PRESENCE, REDIS, SETTINGS
@@ -65,4 +66,29 @@ async def test_sweeper_clears_a_dead_process_and_says_user_offline(aiohttp_clien
     assert await worker.run_once() == 0
     await ws.close()
     assert (await until(admin, "user_offline"))["sessionId"] == also_here
+    await admin.close()
+
+
+async def test_a_burst_of_closing_sockets_clears_every_presence_entry(aiohttp_client, make_app):
+    """40 visitors leave at once through a Redis pool of 3: each user_offline is said, no entry stays."""
+    client = await aiohttp_client(make_app(redis_pool_max=3))
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    admin = await client.ws_connect(f"/ws/agent/{tenant.admin_id}?token={tenant.admin_token}")
+    await recv(admin)
+    visitors, sids = [], set()
+    for _ in range(40):
+        sid = session_id()
+        ws = await client.ws_connect(f"/ws/{sid}")
+        await recv(ws)
+        await ws.send_json({"type": "join", "siteKey": tenant.site_key})
+        await until(ws, "connection_status")
+        visitors.append(ws)
+        sids.add(sid)
+    assert await app[REDIS].hlen(f"online_users:{tenant.id}") == 40
+    await asyncio.gather(*(ws.close() for ws in visitors))
+    offline = set()
+    while offline != sids:
+        offline.add((await until(admin, "user_offline", timeout=10))["sessionId"])
+    assert await app[REDIS].hlen(f"online_users:{tenant.id}") == 0
     await admin.close()

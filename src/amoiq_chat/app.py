@@ -26,9 +26,12 @@ from .ws.hub import Hub
 log = logging.getLogger(__name__)
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    """A pooled asyncio Redis client with short connect timeouts."""
-    return aioredis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+def redis_client(url: str, pool_max: int = 50) -> aioredis.Redis:
+    """A Redis client over a bounded pool: a burst (hundreds of sockets closing at once) waits
+    up to 10 s for a free connection instead of failing with "Too many connections"."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30)
+    return aioredis.Redis.from_pool(pool)
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -48,7 +51,7 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the Redis client once (checked with PING), close on shutdown."""
-    client = redis_client(app[SETTINGS].redis_url)
+    client = redis_client(app[SETTINGS].redis_url, app[SETTINGS].redis_pool_max)
     try:
         await client.ping()
         app[REDIS] = client

@@ -1,6 +1,8 @@
 """`/ws/agent/{agentId}?token=`: the socket of an agent (or admin) and its frames."""
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from .. import auth
@@ -58,7 +60,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
                 await conn.follow(session_id)
         await read_frames(conn, agent_frames)
     finally:
-        await conn.stop()
+        await asyncio.shield(conn.stop())  # completes even when aiohttp cancels a lost connection's handler
     return ws
 
 

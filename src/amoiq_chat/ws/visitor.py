@@ -1,6 +1,7 @@
 """`/ws/{sessionId}`: the visitor's socket and its frames (message, typing, join, sync)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,9 +73,16 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
             await _join(conn, session, {})
         await read_frames(conn, visitor_frames)
     finally:
-        await _leave(conn)
-        await conn.stop()
+        # Shielded: aiohttp cancels the handler of a lost connection, and a cancel landing here
+        # would leave the visitor "online" and the socket's writer task running.
+        await asyncio.shield(_close(conn))
     return ws
+
+
+async def _close(conn: Connection) -> None:
+    """Presence first (user_offline when it was the last socket), then stop the socket."""
+    await _leave(conn)
+    await conn.stop()
 
 
 async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None:
