@@ -163,6 +163,7 @@ class Connection:
                 elif isinstance(item, Close):
                     await self.ws.close(code=item.code, message=item.message.encode()[:120])
                     return
+                item = None  # an idle socket must not keep its last frame alive while it waits
         except asyncio.CancelledError:
             raise
         except (ConnectionResetError, RuntimeError) as exc:  # the peer went away mid-send
