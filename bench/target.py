@@ -11,9 +11,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psutil
+
+from amoiq_chat.settings import with_database, with_redis_db
 
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var" / "bench"
@@ -175,20 +177,6 @@ def start_relay() -> Child:
     return child
 
 
-def _with_path(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + database))
-
-
-def _redis_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = dict(parse_qsl(parts.query))
-        query["db"] = str(db)
-        return f"unix://{parts.path}?{urlencode(query)}"
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
 class Backing:
     """PostgreSQL and Redis for the server: from DATABASE_URL/REDIS_URL, else embedded under var/bench."""
 
@@ -210,8 +198,8 @@ class Backing:
             got_db, got_redis = self.embedded.start(not database_url, not redis_url)
             database_url, redis_url = database_url or got_db, redis_url or got_redis
         self.source = "embedded" if self.embedded else "environment"
-        self.database_url = _with_path(database_url, BENCH_DATABASE)
-        self.redis_url = _redis_db(redis_url, BENCH_REDIS_DB)
+        self.database_url = with_database(database_url, BENCH_DATABASE)
+        self.redis_url = with_redis_db(redis_url, BENCH_REDIS_DB)
         self._admin_url = database_url
 
     def reset(self) -> None:

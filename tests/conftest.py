@@ -6,6 +6,7 @@ var/test/ and stopped at the end.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -14,32 +15,16 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 from aiohttp import web
 
+from amoiq_chat import db
 from amoiq_chat.app import create_app
-from amoiq_chat.settings import ROOT, Settings, load_settings
+from amoiq_chat.settings import ROOT, Settings, load_settings, with_database, with_redis_db
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 32
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL with another database name."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def with_redis_db(url: str, number: int) -> str:
-    """The same Redis URL with another database number."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = dict(parse_qsl(parts.query))
-        query["db"] = str(number)
-        return f"unix://{parts.path}?{urlencode(query)}"
-    return urlunsplit(parts._replace(path=f"/{number}"))
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +46,18 @@ def server_urls() -> Iterator[tuple[str, str]]:
             embedded.stop()
 
 
+async def _migrate(url: str) -> None:
+    pool = await db.create_pool(url, 1, 1)
+    try:
+        await db.migrate(pool)
+    finally:
+        pool.close()
+        await pool.wait_closed()
+
+
 @pytest.fixture(scope="session")
 def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
-    """A database created for this test run and dropped after it."""
+    """A database created and migrated for this test run, dropped after it."""
     server = server_urls[0]
     name = f"amoiq_test_{secrets.token_hex(4)}"
     admin = psycopg2.connect(server)
@@ -71,7 +65,9 @@ def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")
     try:
-        yield with_database(server, name)
+        url = with_database(server, name)
+        asyncio.run(_migrate(url))
+        yield url
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -3,8 +3,7 @@ import psycopg2
 import pytest
 
 from amoiq_chat import db
-
-from .conftest import with_database
+from amoiq_chat.settings import with_database
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "config" / "amoiq-chat.toml"
@@ -204,3 +205,19 @@ def ensure_jwt_secret(settings: Settings) -> Settings:
         with os.fdopen(fd, "w") as handle:
             handle.write(os.urandom(32).hex())
     return settings.replace(jwt_secret=path.read_text().strip())
+
+
+def with_database(url: str, name: str) -> str:
+    """The same PostgreSQL server URL with another database name."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def with_redis_db(url: str, number: int) -> str:
+    """The same Redis URL (redis:// or unix://) with another database number."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(number)
+        return f"unix://{parts.path}?{urlencode(query)}"
+    return urlunsplit(parts._replace(path=f"/{number}"))
