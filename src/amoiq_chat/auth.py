@@ -14,6 +14,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from .db import as_id
 from .errors import Forbidden, InvalidApiKey, InvalidToken, Unauthorized
 from .keys import DB, PRINCIPAL, SETTINGS
 from .settings import Settings
@@ -172,7 +173,7 @@ async def principal_for_key(request: web.Request, key: str) -> Principal:
 async def check_account(request: web.Request, principal: Principal) -> None:
     """Refuse the token of an admin or agent that was deleted, an agent that was deactivated,
     or a token issued before the account's password changed."""
-    account_id = int(principal.subject) if principal.subject.isdigit() and len(principal.subject) < 19 else None
+    account_id = as_id(principal.subject)
     if account_id is not None:
         async with request.app[DB].acquire() as conn:
             table = "users" if principal.role == ADMIN else "agents"

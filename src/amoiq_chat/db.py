@@ -21,6 +21,11 @@ MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 MIGRATION_LOCK = 0x616D6F69
 
 
+def as_id(text: str) -> int | None:
+    """A BIGSERIAL id from text, or None when the text cannot be one (not digits, too long)."""
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
 def jsonb(value: Any) -> Json:
     """Wrap a Python value as a JSONB parameter."""
     return Json(value)

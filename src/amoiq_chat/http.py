@@ -6,6 +6,7 @@ from typing import Any, Mapping
 import marshmallow
 from aiohttp import web
 
+from .db import as_id
 from .errors import PayloadTooLarge, ValidationError
 from .jsonutil import JSONDecodeError, dumps, loads
 
@@ -71,5 +72,4 @@ def validate(schema: marshmallow.Schema, data: Mapping[str, Any], *, partial: bo
 
 def path_id(request: web.Request, name: str) -> int | None:
     """A numeric path parameter as a database id (BIGINT), or None when it cannot be one."""
-    text = request.match_info.get(name, "")
-    return int(text) if text.isdigit() and len(text) < 19 else None
+    return as_id(request.match_info.get(name, ""))

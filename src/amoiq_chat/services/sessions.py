@@ -178,13 +178,14 @@ async def customer_info(conn: aiopg.Connection, session: dict) -> dict[str, Any]
 
 async def staff_member(conn: aiopg.Connection, role: str, subject: str, tenant_id: str) -> dict:
     """The active agent (or the admin) a token names, with a display name; 403 otherwise."""
-    if not subject.isdigit():
+    member_id = db.as_id(subject)
+    if member_id is None:
         raise Forbidden("Unknown staff member")
     if role == "agent":
         row = await db.fetch_one(
-            conn, "SELECT id, tenant_id, full_name AS name FROM agents WHERE id = %s AND is_active", (int(subject),))
+            conn, "SELECT id, tenant_id, full_name AS name FROM agents WHERE id = %s AND is_active", (member_id,))
     else:
-        row = await db.fetch_one(conn, "SELECT id, tenant_id, username AS name FROM users WHERE id = %s", (int(subject),))
+        row = await db.fetch_one(conn, "SELECT id, tenant_id, username AS name FROM users WHERE id = %s", (member_id,))
     if row is None or row["tenant_id"] != tenant_id:
         raise Forbidden("This account is not active in this tenant")
     return row
