@@ -35,13 +35,12 @@ def resolved(settings: Settings) -> Iterator[Settings]:
             embedded.stop()
 
 
-async def _with_pool(settings: Settings, work):
-    """Migrate, then run `work(pool)`; return the migrations applied if work returns None."""
+async def _with_pool(settings: Settings, work=None):
+    """Migrate, then run `work(pool)` if given; return (migrations applied, work's result)."""
     pool = await db.create_pool(settings.database_url, 1, 2)
     try:
         applied = await db.migrate(pool)
-        result = await work(pool)
-        return applied if result is None else result
+        return applied, (await work(pool) if work is not None else None)
     finally:
         pool.close()
         await pool.wait_closed()
@@ -49,7 +48,7 @@ async def _with_pool(settings: Settings, work):
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     """Apply pending migrations."""
-    applied = asyncio.run(_with_pool(settings, lambda pool: asyncio.sleep(0)))
+    applied, _ = asyncio.run(_with_pool(settings))
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
     return 0
 
@@ -65,7 +64,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     username = args.username or args.email.split("@")[0]
     try:
-        tenant = asyncio.run(_with_pool(settings, lambda pool: create_tenant_with_admin(
+        _, tenant = asyncio.run(_with_pool(settings, lambda pool: create_tenant_with_admin(
             pool, username=username, email=args.email, password=args.password)))
     except UniqueViolation:
         print("error: that username or e-mail is already registered", file=sys.stderr)
@@ -102,12 +101,9 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Serve HTTP and WebSockets; with --workers N, N processes on one port."""
     settings = settings.replace(host=args.host or settings.host, port=args.port if args.port is not None else settings.port)
-    if settings.seed_demo:
-        printed = asyncio.run(_with_pool(settings, seed_demo))
-        if printed:
-            print(printed, flush=True)
-    else:
-        asyncio.run(_with_pool(settings, lambda pool: asyncio.sleep(0)))
+    _, printed = asyncio.run(_with_pool(settings, seed_demo if settings.seed_demo else None))
+    if printed:
+        print(printed, flush=True)
     workers = args.workers or 1
     if workers == 1 and not os.environ.get("AMOIQ_REUSE_PORT"):
         _serve_one(settings, reuse_port=False)
