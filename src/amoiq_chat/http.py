@@ -26,12 +26,17 @@ async def read_json(request: web.Request, *, required: bool = True) -> dict:
         if required:
             raise ValidationError("Request body must be a JSON object", errors={"body": "missing"})
         return {}
+    return json_object(raw, "Request body", "body")
+
+
+def json_object(raw: bytes | str, label: str, field: str) -> dict:
+    """Decode a JSON object (a request body, a socket frame), or raise VALIDATION_ERROR naming `field`."""
     try:
         data = loads(raw)
     except JSONDecodeError:
-        raise ValidationError("Request body is not valid JSON", errors={"body": "invalid JSON"}) from None
+        raise ValidationError(f"{label} is not valid JSON", errors={field: "invalid JSON"}) from None
     if not isinstance(data, dict):
-        raise ValidationError("Request body must be a JSON object", errors={"body": "must be an object"})
+        raise ValidationError(f"{label} must be a JSON object", errors={field: "must be an object"})
     return data
 
 

@@ -8,8 +8,7 @@ import marshmallow
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import ApiError, InternalError, RateLimited, ValidationError
-from ..http import validate
-from ..jsonutil import JSONDecodeError, loads
+from ..http import json_object, validate
 from .transport import Connection
 
 log = logging.getLogger(__name__)
@@ -67,12 +66,7 @@ class Registry:
         """Validate and run one text frame; any ApiError becomes an `error` frame, the socket stays open."""
         frame: Any = None
         try:
-            try:
-                frame = loads(raw)
-            except JSONDecodeError:
-                raise ValidationError("Frame is not valid JSON", errors={"frame": "invalid JSON"}) from None
-            if not isinstance(frame, dict):
-                raise ValidationError("Frame must be a JSON object", errors={"frame": "must be an object"})
+            frame = json_object(raw, "Frame", "frame")
             frame_type = frame.get("type")
             entry = self.handlers.get(frame_type) if isinstance(frame_type, str) else None
             if entry is None:
