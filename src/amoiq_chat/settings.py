@@ -50,6 +50,7 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     redis_pool_max: int = 50
+    writer_shards: int = 2
     jwt_secret: str = ""
     jwt_issuer: str = "amoiq-chat"
     jwt_audience: str = "amoiq-chat"
@@ -132,7 +133,7 @@ def _convert(name: str, value: Any) -> Any:
     """Turn a raw file/environment value into the field's type, or raise ConfigError."""
     if name == "port":
         return _to_int(name, value, 0, 65535)
-    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_timeout", "db_pool_max", "redis_pool_max", "max_body_bytes", "max_frame_bytes"):
+    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_timeout", "db_pool_max", "redis_pool_max", "writer_shards", "max_body_bytes", "max_frame_bytes"):
         return _to_int(name, value, 1)
     if name in ("db_pool_min", "webhook_max_attempts"):
         return _to_int(name, value, 0)

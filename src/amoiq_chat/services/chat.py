@@ -40,7 +40,7 @@ async def post_visitor_message(writer: MessageWriter, session: dict, text: str, 
     return await writer.submit(Draft(
         tenant_id=session["tenant_id"], session_id=session["session_id"], sender_type="visitor", text=text,
         sender_id=session.get("user_id"), user_id=session.get("user_id"), client_message_id=client_message_id,
-        metadata=metadata,
+        metadata=metadata, session=session,
     ))
 
 
@@ -62,6 +62,7 @@ async def post_agent_message(writer: MessageWriter, session: dict, staff: dict[s
         tenant_id=session["tenant_id"], session_id=session["session_id"], sender_type="agent", text=text,
         sender_id=f"{staff['role']}:{staff['id']}", user_id=session.get("user_id"),
         client_message_id=client_message_id, metadata={"agentName": staff["name"], "agentId": staff["id"]},
+        session=session,
     ))
 
 

@@ -58,9 +58,9 @@ def to_004(row: dict) -> dict[str, Any]:
 
 
 def webhook_data(row: dict) -> dict[str, Any]:
-    """The `data` of a message.created webhook."""
+    """The `data` of a message.created webhook (the writer's SQL fills in messageId when the id is not made yet)."""
     return {
-        "messageId": str(row["id"]),
+        "messageId": None if row["id"] is None else str(row["id"]),
         "sessionId": row["session_id"],
         "userId": row["user_id"],
         "tenantId": row["tenant_id"],
@@ -158,6 +158,11 @@ async def page(conn: aiopg.Connection, tenant_id: str, *, session_id: str | None
     )
     more = len(rows) > limit
     return list(reversed(rows[:limit])), more
+
+
+async def find_by_ids(conn: aiopg.Connection, message_ids: list[str]) -> list[dict]:
+    """Messages by id (any tenant: the caller knows them)."""
+    return await db.fetch_all(conn, f"SELECT {COLUMNS} FROM messages WHERE id = ANY(%s::uuid[])", (message_ids,))
 
 
 async def find_message(conn: aiopg.Connection, tenant_id: str, message_id: str) -> dict | None:

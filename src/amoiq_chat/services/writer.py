@@ -1,12 +1,16 @@
-"""The message write path: one writer per process batching what arrives into one transaction.
+"""The message write path: writers batching what arrives into one statement per batch.
 
-`await writer.submit(draft)` returns the stored message once it is committed. The writer task
-takes everything queued (up to `batch_max`), and in one transaction locks the sessions touched
-(in a fixed order), finds repeated clientMessageIds, assigns each session's next seqs, inserts
-all new messages with one multi-row INSERT and their webhook outbox rows with another, and
-commits. Then one Redis pipeline publishes each message's event to `conversation:{sessionId}`,
-XADDs its webhook job to `meta:webhook_jobs` and refreshes `session:{sessionId}`; then the
-futures resolve. A repeated clientMessageId resolves to the stored row (not published again).
+`await writer.submit(draft)` returns the stored message once it is committed. Messages are
+spread over a few writer tasks by session (one session always goes to the same one, so its
+order holds); each takes everything queued (up to `batch_max`) and stores it with one SQL
+statement, i.e. one round trip and one transaction: the batch goes over as one JSON
+parameter; the statement locks the sessions touched (in session_id order), skips repeated
+clientMessageIds, numbers each session's new messages from its last_seq, inserts them with
+their webhook outbox rows and advances the sessions. Then one Redis call publishes each
+message's event to `conversation:{sessionId}`, XADDs its webhook job to `meta:webhook_jobs`
+and refreshes `session:{sessionId}`; then the futures resolve. A repeated clientMessageId
+resolves to the stored row (not published again). With several writers, PostgreSQL works on
+one batch while this process prepares the next.
 """
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiopg
+import psycopg2.errors
+import psycopg2.extensions
 import redis.asyncio as aioredis
 
 from ..errors import ApiError, InternalError
-from ..jsonutil import dumps, dumps_str, iso, new_uuid
+from ..jsonutil import dumps, dumps_str, iso
 from ..tasks import cancel_and_wait
 from . import messages
 from .sessions import SESSION_TTL, session_cache_value
@@ -31,7 +37,62 @@ log = logging.getLogger(__name__)
 WEBHOOK_STREAM = "meta:webhook_jobs"
 # session:{sessionId} (24 h TTL) is refreshed at most this often per session (seconds).
 SESSION_REFRESH = 30.0
-OUTBOX_ROW = "(%s, %s::uuid, 'message.created', %s::jsonb)"
+# A batch that met another writer (two processes, one clientMessageId or a lock cycle) is retried.
+RETRIES = 3
+RETRYABLE = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
+             psycopg2.errors.SerializationFailure)
+# One statement stores a batch, prepared once on each writer's connection (planning it cost
+# as much PostgreSQL CPU as running it). $1 is a JSON array of drafts, `o` their place in it;
+# $2 the batch's time. Rows come back for the drafts stored now (id, seq, outbox id,
+# created_at when it is not $2) and for repeated clientMessageIds (id only); a draft without
+# a row has no session (or not in its tenant).
+STORE_BATCH = """
+WITH input AS (
+    SELECT * FROM json_to_recordset($1) AS i(
+        o int, tenant_id text, session_id text, sender_type text, sender_id text, user_id text,
+        message text, message_type text, client_message_id text, metadata jsonb, webhook jsonb)
+),
+locked AS MATERIALIZED (
+    -- Locked in session_id order, so writers never wait on each other in a cycle; FOR UPDATE
+    -- reads the newest committed last_seq, so seqs stay gapless across processes.
+    SELECT session_id, tenant_id, last_seq, last_activity_at FROM sessions
+    WHERE session_id IN (SELECT session_id FROM input) ORDER BY session_id FOR UPDATE
+),
+repeated AS (
+    SELECT i.o, m.id FROM input i JOIN messages m
+      ON m.session_id = i.session_id AND m.client_message_id = i.client_message_id AND m.tenant_id = i.tenant_id
+),
+fresh AS MATERIALIZED (
+    SELECT i.*, gen_random_uuid() AS id,
+           l.last_seq + row_number() OVER (PARTITION BY i.session_id ORDER BY i.o) AS seq,
+           -- never earlier than the session's last activity: a later seq never has an earlier time
+           greatest($2, l.last_activity_at) AS created_at
+    FROM input i JOIN locked l ON l.session_id = i.session_id AND l.tenant_id = i.tenant_id
+    WHERE NOT EXISTS (SELECT 1 FROM repeated r WHERE r.o = i.o)
+),
+inserted AS (
+    INSERT INTO messages (id, tenant_id, session_id, seq, sender_type, sender_id, user_id, message,
+                          message_type, client_message_id, metadata, created_at)
+    SELECT id, tenant_id, session_id, seq, sender_type, sender_id, user_id, message, message_type,
+           client_message_id, metadata, created_at FROM fresh
+),
+advanced AS (
+    UPDATE sessions s SET last_seq = f.top, last_activity_at = f.latest
+    FROM (SELECT session_id, max(seq) AS top, max(created_at) AS latest FROM fresh GROUP BY session_id) f
+    WHERE s.session_id = f.session_id
+),
+outbox AS (
+    INSERT INTO webhook_outbox (tenant_id, message_id, event, payload)
+    SELECT tenant_id, id, 'message.created', jsonb_set(webhook, '{data,messageId}', to_jsonb(id::text)) FROM fresh
+    RETURNING id, message_id
+)
+SELECT f.o, f.id::text, f.seq, x.id, nullif(f.created_at, $2)
+FROM fresh f JOIN outbox x ON x.message_id = f.id
+UNION ALL
+SELECT r.o, r.id::text, NULL, NULL, NULL FROM repeated r
+"""
+PREPARE = "PREPARE amoiq_store_batch (json, timestamptz) AS " + STORE_BATCH
+EXECUTE = "EXECUTE amoiq_store_batch (%s, %s)"
 # ARGV: message count, session TTL, then per message (channel, event, outbox id, message id,
 # tenant id), then (key, value) of each session:{id} to refresh. One call, one reply.
 ANNOUNCE = """
@@ -53,7 +114,7 @@ STOPPED = object()
 
 @dataclass
 class Draft:
-    """A message to store."""
+    """A message to store; `session` (the session's row, when the caller has it) refreshes session:{id}."""
 
     tenant_id: str
     session_id: str
@@ -64,6 +125,7 @@ class Draft:
     client_message_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     message_type: str = "text"
+    session: dict | None = None
 
 
 @dataclass
@@ -88,65 +150,100 @@ class SessionGone(ApiError):
     status, code, default_message = 404, "SESSION_NOT_FOUND", "Session not found"
 
 
-class MessageWriter:
-    """Store messages in batches; publish after commit."""
+class _Shard:
+    """One writer task: its queue, and the connection it holds with the statement prepared on it."""
 
-    def __init__(self, pool: aiopg.Pool, redis: aioredis.Redis, *, queue_max: int = 10000, batch_max: int = 500) -> None:
+    def __init__(self, queue_max: int) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue(queue_max)
+        self.task: asyncio.Task | None = None
+        self.conn: aiopg.Connection | None = None
+
+
+class MessageWriter:
+    """Store messages in batches, `shards` batches in flight at most; publish after commit."""
+
+    def __init__(self, pool: aiopg.Pool, redis: aioredis.Redis, *, queue_max: int = 10000, batch_max: int = 500,
+                 shards: int = 2) -> None:
         self.pool = pool
         self.redis = redis
         self.batch_max = batch_max
-        self._queue: asyncio.Queue = asyncio.Queue(queue_max)
-        self._task: asyncio.Task | None = None
+        self._shards = [_Shard(queue_max) for _ in range(max(1, shards))]
         self._announce_script = redis.register_script(ANNOUNCE)
         self._refreshed: dict[str, float] = {}  # session id -> when session:{id} was last refreshed
         self.batches = 0
         self.stored = 0
 
     def start(self) -> None:
-        """Start the writer task."""
-        self._task = asyncio.create_task(self._run(), name="message-writer")
+        """Start the writer tasks."""
+        for n, shard in enumerate(self._shards):
+            shard.task = asyncio.create_task(self._run(shard), name=f"message-writer-{n}")
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop."""
-        if self._task is None:
+        """Finish what is queued (10 s at most), then stop and give the connections back."""
+        tasks = [shard.task for shard in self._shards if shard.task is not None]
+        if not tasks:
             return
-        await self._queue.put(STOPPED)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), 10)
-        except asyncio.TimeoutError:
-            await cancel_and_wait(self._task)
+        for shard in self._shards:
+            await shard.queue.put(STOPPED)
+        await asyncio.wait([asyncio.shield(task) for task in tasks], timeout=10)
+        for shard in self._shards:
+            await cancel_and_wait(shard.task)
+            await self._drop_connection(shard)
 
     async def submit(self, draft: Draft) -> Stored:
-        """Queue a message (waiting while the queue is full) and return it once committed."""
-        if self._task is None or self._task.done():
+        """Queue a message (waiting while its queue is full) and return it once committed."""
+        shard = self._shards[hash(draft.session_id) % len(self._shards)]
+        if shard.task is None or shard.task.done():
             raise InternalError("The message writer is not running")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((draft, future))
+        await shard.queue.put((draft, future))
         return await future
 
-    async def _run(self) -> None:
+    async def _run(self, shard: _Shard) -> None:
+        queue = shard.queue
         while True:
-            item = await self._queue.get()
+            item = await queue.get()
             if item is STOPPED:
                 return
             batch = [item]
             stop = False
-            while len(batch) < self.batch_max and not self._queue.empty():
-                item = self._queue.get_nowait()
+            while len(batch) < self.batch_max and not queue.empty():
+                item = queue.get_nowait()
                 if item is STOPPED:
                     stop = True
                     break
                 batch.append(item)
             live = [(d, f) for d, f in batch if not f.done()]
             if live:
-                await asyncio.shield(self._write(live))
+                await asyncio.shield(self._write(shard, live))
             if stop:
                 return
 
-    async def _write(self, batch: list[tuple[Draft, asyncio.Future]]) -> None:
+    async def _connection(self, shard: _Shard) -> aiopg.Connection:
+        """The shard's connection, taken from the pool once, with STORE_BATCH prepared on it."""
+        if shard.conn is None:
+            conn = await self.pool.acquire()
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(PREPARE)
+            except BaseException:
+                await self.pool.release(conn)
+                raise
+            shard.conn = conn
+        return shard.conn
+
+    async def _drop_connection(self, shard: _Shard) -> None:
+        """Close the shard's connection (after an error, its state is unknown) and give it back."""
+        conn, shard.conn = shard.conn, None
+        if conn is not None:
+            conn.close()
+            await self.pool.release(conn)
+
+    async def _write(self, shard: _Shard, batch: list[tuple[Draft, asyncio.Future]]) -> None:
         """Store one batch; never raises (failures go to the batch's futures)."""
+        drafts = [d for d, _ in batch]
         try:
-            results, new_rows, outbox_ids, sessions = await self._commit([d for d, _ in batch])
+            results, fresh = await self._store(shard, drafts)
         except Exception as exc:
             log.exception("storing a batch of %d messages failed", len(batch))
             error = InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
@@ -155,13 +252,13 @@ class MessageWriter:
                     future.set_exception(error)
             return
         self.batches += 1
-        self.stored += len(new_rows)
+        self.stored += len(fresh)
         for attempt in (1, 2):  # a pooled connection may be stale after a Redis restart: retry once
             try:
-                await self._announce(new_rows, outbox_ids, sessions)
+                await self._announce(fresh)
                 break
             except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
-                log.warning("publishing %d stored messages failed (attempt %d): %s", len(new_rows), attempt, exc)
+                log.warning("publishing %d stored messages failed (attempt %d): %s", len(fresh), attempt, exc)
         for (_, future), result in zip(batch, results):
             if future.done():
                 continue
@@ -170,108 +267,88 @@ class MessageWriter:
             else:
                 future.set_result(result)
 
-    async def _commit(self, drafts: list[Draft]):
-        """One transaction in four round trips: lock, find repeats, insert everything, commit."""
-        session_ids = sorted({d.session_id for d in drafts})
-        keyed = [(d.session_id, d.client_message_id) for d in drafts if d.client_message_id]
-        async with self.pool.acquire() as conn:
-            async with conn.cursor() as cur:
-                try:
-                    # Locked in id order (no deadlocks); a committed seq N implies all seqs < N are committed.
-                    await cur.execute(
-                        "BEGIN; SELECT session_id, tenant_id, last_seq, user_id, fingerprint, started_at FROM sessions"
-                        " WHERE session_id = ANY(%s) ORDER BY session_id FOR UPDATE", (session_ids,))
-                    sessions = {row["session_id"]: row for row in await cur.fetchall()}
-                    existing: dict[tuple[str, str], dict] = {}
-                    if keyed:
-                        # Joined pair by pair, so the unique (session_id, client_message_id) index is
-                        # used on both columns whatever the statistics say (ANY/ANY let the planner
-                        # read every message of each conversation instead).
-                        await cur.execute(
-                            f"SELECT {messages.COLUMNS} FROM messages"
-                            " JOIN unnest(%s::text[], %s::text[]) AS k(sid, cmid)"
-                            " ON session_id = k.sid AND client_message_id = k.cmid",
-                            ([sid for sid, _ in keyed], [cmid for _, cmid in keyed]))
-                        existing = {(r["session_id"], r["client_message_id"]): r for r in await cur.fetchall()}
-                    results, new_rows = self._assign(drafts, sessions, existing)
-                    outbox_ids: list[int] = []
-                    if new_rows:
-                        await cur.execute(*self._insert_all(new_rows, sessions))
-                        by_message = {str(r["message_id"]): r["id"] for r in await cur.fetchall()}
-                        outbox_ids = [by_message[row["id"]] for row in new_rows]
-                    await cur.execute("COMMIT")
-                except BaseException:
-                    await cur.execute("ROLLBACK")
-                    raise
-        return results, new_rows, outbox_ids, sessions
-
-    @staticmethod
-    def _assign(drafts: list[Draft], sessions: dict[str, dict], existing: dict[tuple[str, str], dict]):
-        """Give each new draft its session's next seq; repeats resolve to the stored row."""
-        # Taken after the locks: a later seq of a session never gets an earlier created_at.
-        now = dt.datetime.now(dt.timezone.utc)
-        stamp = iso(now)
-        results: list[Any] = []
-        new_rows: list[dict] = []
-        for draft in drafts:
-            session = sessions.get(draft.session_id)
+    async def _store(self, shard: _Shard, drafts: list[Draft]) -> tuple[list[Any], list[tuple[dict, int, Draft]]]:
+        """Store a batch in one statement; the result (Stored or SessionGone) of each draft, and what is new."""
+        first: dict[tuple[str, str], int] = {}  # a clientMessageId repeated within the batch: its first draft
+        unique: list[int] = []
+        for n, draft in enumerate(drafts):
             key = (draft.session_id, draft.client_message_id)
-            if session is None or session["tenant_id"] != draft.tenant_id:
-                results.append(SessionGone(f"Session {draft.session_id} not found"))
-            elif draft.client_message_id and key in existing:
-                # Stored earlier, or earlier in this batch: acked again with the same id and seq.
-                results.append(Stored(existing[key], duplicate=True))
-            else:
-                session["last_seq"] += 1
-                row = {
-                    "id": new_uuid(), "tenant_id": draft.tenant_id, "session_id": draft.session_id,
-                    "seq": session["last_seq"], "sender_type": draft.sender_type, "sender_id": draft.sender_id,
-                    "user_id": draft.user_id, "message": draft.text, "message_type": draft.message_type,
-                    "client_message_id": draft.client_message_id, "metadata": draft.metadata, "created_at": now,
-                    "timestamp": stamp,
-                }
-                if draft.client_message_id:
-                    existing[key] = row
-                new_rows.append(row)
-                results.append(Stored(row))
-        return results, new_rows
+            if draft.client_message_id and key in first:
+                continue
+            if draft.client_message_id:
+                first[key] = n
+            unique.append(n)
+        for attempt in range(1, RETRIES + 1):
+            now = dt.datetime.now(dt.timezone.utc)
+            rows = [self._row(drafts[n]) for n in unique]
+            batch = [{"o": n, "tenant_id": row["tenant_id"], "session_id": row["session_id"],
+                      "sender_type": row["sender_type"], "sender_id": row["sender_id"], "user_id": row["user_id"],
+                      "message": row["message"], "message_type": row["message_type"],
+                      "client_message_id": row["client_message_id"], "metadata": row["metadata"],
+                      "webhook": {"event": "message.created", "timestamp": iso(now), "data": messages.webhook_data(row)}}
+                     for n, row in zip(unique, rows)]
+            try:
+                conn = await self._connection(shard)
+                async with conn.cursor(cursor_factory=psycopg2.extensions.cursor) as cur:
+                    await cur.execute(EXECUTE, (dumps_str(batch), now))
+                    answers = await cur.fetchall()
+                break
+            except RETRYABLE as exc:
+                if attempt == RETRIES:
+                    raise
+                log.info("batch of %d met another writer (%s); retrying", len(drafts), type(exc).__name__)
+            except BaseException:
+                await self._drop_connection(shard)
+                raise
+        by_draft = dict(zip(unique, rows))
+        stamp = iso(now)
+        results: list[Any] = [None] * len(drafts)
+        fresh: list[tuple[dict, int, Draft]] = []
+        repeated: dict[int, str] = {}
+        for o, message_id, seq, outbox_id, created_at in answers:
+            if seq is None:
+                repeated[o] = message_id
+                continue
+            row = by_draft[o]
+            row["id"], row["seq"] = message_id, seq
+            row["created_at"], row["timestamp"] = (now, stamp) if created_at is None else (created_at, iso(created_at))
+            results[o] = Stored(row)
+            fresh.append((row, outbox_id, drafts[o]))
+        if repeated:
+            async with self.pool.acquire() as conn:
+                stored = {str(r["id"]): r for r in await messages.find_by_ids(conn, list(repeated.values()))}
+            for o, message_id in repeated.items():
+                results[o] = Stored(stored[message_id], duplicate=True)
+        for n, draft in enumerate(drafts):
+            if results[n] is None and draft.client_message_id:
+                earlier = results[first[(draft.session_id, draft.client_message_id)]]
+                if isinstance(earlier, Stored):
+                    results[n] = Stored(earlier.row, duplicate=True)
+            if results[n] is None:
+                results[n] = SessionGone(f"Session {draft.session_id} not found")
+        return results, fresh
 
     @staticmethod
-    def _insert_all(rows: list[dict], sessions: dict[str, dict]) -> tuple[str, list]:
-        """One statement: the messages, the sessions' new last_seq, the webhook outbox rows (RETURNING their ids)."""
-        columns = ("id", "tenant_id", "session_id", "seq", "sender_type", "sender_id", "user_id", "message",
-                   "message_type", "client_message_id", "metadata", "created_at")
-        row_sql = "(" + ",".join("%s::jsonb" if c == "metadata" else "%s" for c in columns) + ")"
-        params: list[Any] = [dumps_str(r[c]) if c == "metadata" else r[c] for r in rows for c in columns]
-        touched = sorted({r["session_id"] for r in rows})
-        for sid in touched:
-            params += [sid, sessions[sid]["last_seq"]]
-        for row in rows:
-            payload = {"event": "message.created", "timestamp": row["timestamp"], "data": messages.webhook_data(row)}
-            params += [row["tenant_id"], row["id"], dumps_str(payload)]
-        sql = (
-            f"WITH m AS (INSERT INTO messages ({', '.join(columns)}) VALUES {','.join([row_sql] * len(rows))}),"
-            " s AS (UPDATE sessions SET last_seq = v.last_seq, last_activity_at = now()"
-            f" FROM (VALUES {','.join(['(%s, %s::bigint)'] * len(touched))}) AS v(session_id, last_seq)"
-            " WHERE sessions.session_id = v.session_id)"
-            " INSERT INTO webhook_outbox (tenant_id, message_id, event, payload)"
-            f" VALUES {','.join([OUTBOX_ROW] * len(rows))}"
-            " RETURNING id, message_id"
-        )
-        return sql, params
+    def _row(draft: Draft) -> dict:
+        """The message row of a draft; id, seq and time come from the statement."""
+        return {"id": None, "tenant_id": draft.tenant_id, "session_id": draft.session_id, "seq": None,
+                "sender_type": draft.sender_type, "sender_id": draft.sender_id, "user_id": draft.user_id,
+                "message": draft.text, "message_type": draft.message_type,
+                "client_message_id": draft.client_message_id, "metadata": draft.metadata}
 
-    async def _announce(self, rows: list[dict], outbox_ids: list[int], sessions: dict[str, dict]) -> None:
+    async def _announce(self, fresh: list[tuple[dict, int, Draft]]) -> None:
         """One Redis call for the whole batch: PUBLISH each event, XADD each webhook job, refresh sessions."""
-        if not rows:
+        if not fresh:
             return
-        args: list[Any] = [len(rows), SESSION_TTL]
-        for row, outbox_id in zip(rows, outbox_ids):
+        args: list[Any] = [len(fresh), SESSION_TTL]
+        for row, outbox_id, _ in fresh:
             args += [f"conversation:{row['session_id']}", messages.message_event(row), outbox_id, row["id"], row["tenant_id"]]
         now = time.monotonic()
-        for sid in {r["session_id"] for r in rows}:
-            if now - self._refreshed.get(sid, -SESSION_REFRESH) >= SESSION_REFRESH:
+        for row, _, draft in fresh:
+            sid = row["session_id"]
+            if draft.session is not None and now - self._refreshed.get(sid, -SESSION_REFRESH) >= SESSION_REFRESH:
                 self._refreshed[sid] = now
-                args += [f"session:{sid}", dumps(session_cache_value(sessions[sid]))]
+                args += [f"session:{sid}", dumps(session_cache_value(draft.session))]
         await self._announce_script(keys=[WEBHOOK_STREAM], args=args)
         if len(self._refreshed) > 10000:
             self._refreshed = {sid: t for sid, t in self._refreshed.items() if now - t < SESSION_REFRESH}
