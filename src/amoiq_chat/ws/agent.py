@@ -45,7 +45,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     conn = Connection(app, ws, STAFF)
     conn.tenant_id = staff["tenant_id"]
     conn.staff = staff
-    conn.start()
+    conn.start(request.transport)
     try:
         hub_rooms = [f"tenant:{conn.tenant_id}", f"admin:{conn.tenant_id}",
                      f"agent:{staff['id']}" if staff["role"] == auth.AGENT else f"user:{staff['id']}"]

@@ -1,13 +1,23 @@
-"""One socket: a bounded send queue with its writer task, the per-session sequencer, the rate limit."""
+"""One socket: frames written at the end of the loop tick, the per-session sequencer, the rate limit.
+
+Frames a socket is sent go out together at the end of the loop tick (one write for, say, a
+message's `ack` and its `meta_message_created`), straight from the caller: a socket has no
+task of its own while it only sends. Work that must wait (joining a conversation and
+replaying it, filling a gap in a session's seqs from the database, closing) starts a task that
+takes everything queued after it, in order, and ends when the queue is empty. A peer whose
+unsent bytes pass the send buffer limit is closed with 1013.
+"""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
+import struct
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from ..bus import STAFF, Event
 from ..jsonutil import dumps
@@ -17,13 +27,26 @@ from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-SEND_QUEUE = 1024
-SLOW_PEER_CLOSE = 1013
+SEND_BUFFER = 4 * 1024 * 1024  # bytes the transport may hold unsent before the peer is dropped
+SEND_QUEUE = 1024  # items waiting behind a database step, before the peer is dropped
+SLOW_PEER_CLOSE = 1013  # Try Again Later: the peer did not read its frames fast enough
 STOP_TIMEOUT = 2.0
-STOP = object()  # Try Again Later: the peer did not read its frames fast enough
+_TEXT = 0x81  # FIN + text opcode; server frames are not masked (RFC 6455 section 5.1)
+_LEN2 = struct.Struct("!BBH").pack
+_LEN8 = struct.Struct("!BBQ").pack
 
 
-@dataclass
+def text_frame(data: bytes) -> bytes:
+    """One unmasked, uncompressed text frame (valid with or without permessage-deflate)."""
+    size = len(data)
+    if size < 126:
+        return bytes((_TEXT, size)) + data
+    if size < 65536:
+        return _LEN2(_TEXT, 126, size) + data
+    return _LEN8(_TEXT, 127, size) + data
+
+
+@dataclass(slots=True)
 class Seq:
     """A message's frames for this socket, in its session's order."""
 
@@ -32,7 +55,7 @@ class Seq:
     frames: list[bytes]
 
 
-@dataclass
+@dataclass(slots=True)
 class Follow:
     """Join a conversation's room, replay what came after `since`, then go live."""
 
@@ -41,7 +64,7 @@ class Follow:
     done: asyncio.Future | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Close:
     """Close the socket once the frames before this one are sent."""
 
@@ -49,7 +72,7 @@ class Close:
     message: str
 
 
-@dataclass
+@dataclass(slots=True)
 class CatchUp:
     """Send what a followed conversation stored beyond this socket's cursor."""
 
@@ -59,7 +82,11 @@ class CatchUp:
 class Connection:
     """A WebSocket and what this process knows about it."""
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse, kind: str, *, queue_size: int | None = None) -> None:
+    __slots__ = ("app", "ws", "kind", "id", "tenant_id", "session_id", "session", "info", "user_id",
+                 "presence_field", "staff", "rooms", "cursors", "limit", "_transport", "_out", "_backlog",
+                 "_worker", "_closer", "_stopped", "_send_buffer", "_queue_max", "_window", "_count", "_rejected")
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, kind: str) -> None:
         self.app = app
         self.ws = ws
         self.kind = kind  # VISITOR or STAFF
@@ -75,10 +102,14 @@ class Connection:
         self.cursors: dict[str, int] = {}
         settings = app[SETTINGS]
         self.limit = settings.rate_limit_ws
-        size = queue_size or int(settings.extra.get("ws_send_queue", SEND_QUEUE))
-        self._queue: asyncio.Queue = asyncio.Queue(size)
-        self._writer: asyncio.Task | None = None
+        self._send_buffer = int(settings.extra.get("ws_send_buffer", SEND_BUFFER))
+        self._queue_max = int(settings.extra.get("ws_send_queue", SEND_QUEUE))
+        self._transport: asyncio.Transport | None = None
+        self._out: list[bytes] | None = None  # frames to write at the end of this tick
+        self._backlog: collections.deque | None = None  # items behind a database step
+        self._worker: asyncio.Task | None = None  # works through the backlog while there is one
         self._closer: asyncio.Task | None = None
+        self._stopped = False
         self._window = 0.0
         self._count = 0
         self._rejected = 0
@@ -90,16 +121,16 @@ class Connection:
 
     # Sending -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the writer task."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
+    def start(self, transport: asyncio.Transport) -> None:
+        """Send over this (prepared) socket's transport from now on."""
+        self._transport = transport
 
     def send(self, frame: dict[str, Any]) -> None:
-        """Queue a frame for this socket only."""
+        """Send a frame to this socket only."""
         self._put(dumps(frame))
 
     def deliver(self, event: Event) -> None:
-        """Queue a bus event's frames for this socket's audience (message frames through the sequencer)."""
+        """Send a bus event's frames for this socket's audience (message frames through the sequencer)."""
         if event.exclude == self.id:
             return
         frames = event.for_audience(self.audience)
@@ -123,67 +154,115 @@ class Connection:
         self._put(Close(code, message))
 
     def catch_up(self, session_id: str) -> None:
-        """Queue a check of the database for messages this socket has not had."""
+        """Check the database for messages of a followed conversation this socket has not had."""
         self._put(CatchUp(session_id))
 
     def _put(self, item: Any) -> bool:
-        """Queue an item for the writer task; False when the socket is being dropped."""
-        if self._closer is not None or self._writer is None or self._writer.done():
+        """Send an item now, or queue it behind a database step; False when the socket is being dropped."""
+        if self._stopped or self._closer is not None or self._transport is None:
             return False
-        try:
-            self._queue.put_nowait(item)
+        if self._backlog is not None:
+            if len(self._backlog) >= self._queue_max:
+                self._drop("too many frames waiting")
+                return False
+            self._backlog.append(item)
             return True
-        except asyncio.QueueFull:
-            log.warning("socket %s cannot keep up; disconnecting it", self.id)
-            self._writer.cancel()
-            self._closer = asyncio.create_task(self.ws.close(code=SLOW_PEER_CLOSE, message=b"Client cannot keep up"))
-            return False
+        if isinstance(item, bytes):
+            self._emit(item)
+        elif isinstance(item, Seq) and self._in_order(item):
+            for data in item.frames:
+                self._emit(data)
+        else:  # waits on the database or on the close handshake: a task takes it and what follows
+            self._backlog = collections.deque((item,))
+            self._worker = asyncio.create_task(self._work(), name=f"ws-{self.id}")
+        return True
 
-    def _abandon(self) -> None:
-        """Drop what is still queued, failing the waits of pending follows."""
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, Follow) and item.done is not None and not item.done.done():
-                item.done.set_exception(ConnectionResetError("the socket closed"))
+    def _in_order(self, item: Seq) -> bool:
+        """Advance the session's cursor when `item` is next (True: send its frames, or drop a repeat)."""
+        cursor = self.cursors.get(item.session_id)
+        if cursor is None:
+            return True
+        if item.seq <= cursor:
+            item.frames = []  # already sent (replayed, or a duplicate)
+            return True
+        if item.seq > cursor + 1:
+            return False  # a gap: fill it from the database first
+        self.cursors[item.session_id] = item.seq
+        return True
 
-    async def _write_loop(self) -> None:
+    def _emit(self, data: bytes) -> None:
+        """Add a frame to what this socket writes at the end of the tick."""
+        if self._out is None:
+            self._out = []
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(text_frame(data))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        transport = self._transport
+        if not out or transport is None or transport.is_closing() or self.ws.closed:
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if transport.get_write_buffer_size() > self._send_buffer:
+            self._drop("send buffer full")
+
+    def _drop(self, why: str) -> None:
+        """The peer does not read its frames: close with 1013 and send it nothing more."""
+        log.warning("socket %s cannot keep up (%s); disconnecting it", self.id, why)
+        self._stopped = True
+        self._out = None
+        if self._worker is not None:
+            self._worker.cancel()
+        self._closer = asyncio.create_task(self.ws.close(code=SLOW_PEER_CLOSE, message=b"Client cannot keep up"))
+
+    async def _work(self) -> None:
+        """Take the backlog in order until it is empty (then sending is direct again)."""
+        backlog = self._backlog
         try:
-            while True:
-                item = await self._queue.get()
-                if item is STOP or self.ws.closed:
+            while backlog:
+                item = backlog[0]
+                if self.ws.closed:
                     return
                 if isinstance(item, bytes):
-                    await self.ws.send_frame(item, WSMsgType.TEXT)
+                    self._emit(item)
                 elif isinstance(item, Seq):
                     await self._send_in_order(item)
                 elif isinstance(item, Follow):
                     await self._follow(item)
-                elif isinstance(item, CatchUp) and item.session_id in self.cursors:
-                    await self._fill(item.session_id, None)
+                elif isinstance(item, CatchUp):
+                    if item.session_id in self.cursors:
+                        await self._fill(item.session_id, None)
                 elif isinstance(item, Close):
+                    self._flush()
+                    self._stopped = True
                     await self.ws.close(code=item.code, message=item.message.encode()[:120])
                     return
-                item = None  # an idle socket must not keep its last frame alive while it waits
+                backlog.popleft()
         except asyncio.CancelledError:
             raise
         except (ConnectionResetError, RuntimeError) as exc:  # the peer went away mid-send
-            log.debug("socket %s writer stopped: %s", self.id, exc)
+            log.debug("socket %s stopped sending: %s", self.id, exc)
         except Exception:
-            log.exception("socket %s writer failed", self.id)
+            log.exception("socket %s failed sending", self.id)
+            self._stopped = True
             await self.ws.close(code=WSCloseCode.INTERNAL_ERROR)
-        finally:
-            self._abandon()
+        finally:  # done, failed or cancelled: what is left is dropped, and sending is direct again
+            if self._backlog is backlog:
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """End the backlog, failing the waits of pending follows if anything is left."""
+        backlog, self._backlog, self._worker = self._backlog, None, None
+        for item in backlog or ():
+            if isinstance(item, Follow) and item.done is not None and not item.done.done():
+                item.done.set_exception(ConnectionResetError("the socket closed"))
 
     async def _send_in_order(self, item: Seq) -> None:
-        cursor = self.cursors.get(item.session_id)
-        if cursor is not None:
-            if item.seq <= cursor:
-                return  # already sent (replayed, or a duplicate)
-            if item.seq > cursor + 1:
-                await self._fill(item.session_id, item.seq - 1)
+        if not self._in_order(item):
+            await self._fill(item.session_id, item.seq - 1)
             self.cursors[item.session_id] = item.seq
         for data in item.frames:
-            await self.ws.send_frame(data, WSMsgType.TEXT)
+            self._emit(data)
 
     async def _follow(self, item: Follow) -> None:
         try:
@@ -217,20 +296,24 @@ class Connection:
             for row in rows:
                 for audience, data in messages.frames_for(row):
                     if audience == self.audience:
-                        await self.ws.send_frame(data, WSMsgType.TEXT)
+                        self._emit(data)
                 self.cursors[session_id] = row["seq"]
+            self._flush()  # a long replay goes out page by page
 
     async def stop(self) -> None:
-        """Leave every room, let the writer finish what it is sending (cancel it if it hangs), stop."""
+        """Leave every room, let queued work finish (cancel it if it hangs), send what is left, stop."""
         await self.app[HUB].leave_all(self)
-        writer = self._writer
-        if writer is not None and not writer.done():
-            if self._put(STOP):
-                try:
-                    await asyncio.wait_for(asyncio.shield(writer), STOP_TIMEOUT)
-                except asyncio.TimeoutError:
-                    pass
-            await cancel_and_wait(writer)
+        worker = self._worker
+        if worker is not None and not worker.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(worker), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                pass
+            await cancel_and_wait(worker)
+        if self._backlog is not None:
+            self._abandon()
+        self._flush()
+        self._stopped = True
         if self._closer is not None:
             try:
                 await self._closer

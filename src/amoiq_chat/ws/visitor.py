@@ -65,7 +65,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     conn = Connection(app, ws, VISITOR)
     conn.session_id = session_id
     conn.info = {"origin": request.headers.get("Origin"), "since": since}
-    conn.start()
+    conn.start(request.transport)
     try:
         conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
                    "joined": session is not None, "timestamp": now_iso()})
