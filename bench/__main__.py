@@ -166,7 +166,8 @@ class Bench:
         def after_drain() -> None:
             snap["server"] = sum(c.cpu_seconds() for c in children) - cpu0
             snap["server_sys"] = sum(c.system_seconds() for c in children) - sys0
-            snap["backing"] = self.backing_cpu.seconds() if self.backing_cpu is not None else 0.0
+            snap["pg"], snap["redis"] = self.backing_cpu.seconds() if self.backing_cpu is not None else (0.0, 0.0)
+            snap["backing"] = snap["pg"] + snap["redis"]
             snap["busy"], snap["wall"] = busy_seconds() - busy0, time.monotonic() - wall0
 
         spy = profile.start(profile_pid, a.duration) if profile_pid else None
@@ -180,6 +181,8 @@ class Bench:
         run["server_cpu_us_per_msg"] = round(1e6 * snap["server"] / delivered, 1)
         run["server_cpu_system_pct"] = round(100 * snap["server_sys"] / snap["server"], 1) if snap["server"] else None
         run["backing_cpu_us_per_msg"] = round(1e6 * snap["backing"] / delivered, 1) if children and check else None
+        run["pg_cpu_us_per_msg"] = round(1e6 * snap["pg"] / delivered, 1) if children and check else None
+        run["redis_cpu_us_per_msg"] = round(1e6 * snap["redis"] / delivered, 1) if children and check else None
         # Everything else the machine ran meanwhile (other users of the shared cores): a disturbed run shows here.
         others = snap["busy"] - snap["server"] - stats.loadgen_cpu_s - (snap["backing"] if check else 0.0)
         run["others_cpu_pct"] = round(100 * max(others, 0.0) / (snap["wall"] * (os.cpu_count() or 1)), 1)

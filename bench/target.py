@@ -139,7 +139,7 @@ class BackingCpu:
     def __init__(self, redis_url: str) -> None:
         parts = urlsplit(redis_url)
         self.redis_mark = parts.path if parts.scheme == "unix" else f":{parts.port or 6379}"
-        self.start: dict[int, float] = {}
+        self.start: dict[int, tuple[float, bool]] = {}
 
     def _ours(self, proc: psutil.Process) -> bool:
         name = proc.info["name"] or ""
@@ -150,12 +150,12 @@ class BackingCpu:
             return self.redis_mark in cmdline
         return False
 
-    def _snapshot(self) -> dict[int, float]:
+    def _snapshot(self) -> dict[int, tuple[float, bool]]:
         found = {}
         for proc in psutil.process_iter(["name", "cmdline"]):
             try:
                 if self._ours(proc):
-                    found[proc.pid] = _cpu(proc)
+                    found[proc.pid] = (_cpu(proc), (proc.info["name"] or "").startswith("redis-server"))
             except psutil.Error:
                 pass
         return found
@@ -164,9 +164,16 @@ class BackingCpu:
         """Remember the CPU time of each matching process."""
         self.start = self._snapshot()
 
-    def seconds(self) -> float:
-        """CPU seconds used since begin() (new processes from zero)."""
-        return sum(value - self.start.get(pid, 0.0) for pid, value in self._snapshot().items())
+    def seconds(self) -> tuple[float, float]:
+        """PostgreSQL's and Redis's CPU seconds used since begin() (new processes from zero)."""
+        pg = redis = 0.0
+        for pid, (value, is_redis) in self._snapshot().items():
+            used = value - self.start.get(pid, (0.0, is_redis))[0]
+            if is_redis:
+                redis += used
+            else:
+                pg += used
+        return pg, redis
 
 
 def start_relay() -> Child:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -25,6 +26,7 @@ VISITOR, STAFF, ALL = "v", "s", "a"
 SUBSCRIBE_TIMEOUT = 5.0
 IDLE_PING_AFTER = 15.0
 MAX_BACKOFF = 5.0
+OWN_PREFIX = b'{"o":"%s"'
 
 
 @dataclass
@@ -43,10 +45,15 @@ class Event:
 
 
 def encode_event(frames: Iterable[tuple[str, bytes]], *, session_id: str | None = None, seq: int | None = None,
-                 join: dict | None = None, exclude: str | None = None) -> bytes:
-    """Serialise an event once: header line, then each frame's bytes on its own line."""
+                 join: dict | None = None, exclude: str | None = None, origin: str | None = None) -> bytes:
+    """Serialise an event once: header line, then each frame's bytes on its own line.
+
+    `origin` (first in the header) marks an event its publishing process delivered to its own
+    sockets already: that process's listener skips it.
+    """
     frames = list(frames)
-    header: dict = {"a": "".join(who for who, _ in frames)}
+    header: dict = {"o": origin} if origin is not None else {}
+    header["a"] = "".join(who for who, _ in frames)
     if session_id is not None:
         header["s"] = session_id
     if seq is not None:
@@ -80,6 +87,9 @@ class Bus:
     def __init__(self, redis: aioredis.Redis, on_event: Callable[[str, bytes], None] | None = None) -> None:
         self.redis = redis
         self.on_event = on_event or (lambda room, data: None)
+        self.on_local: Callable[[str, Event], None] = lambda room, event: None
+        self.origin = secrets.token_hex(6)  # this process, in the header of events it delivers itself
+        self._own = OWN_PREFIX % self.origin.encode()
         self.on_reconnect: Callable[[], None] = lambda: None
         self._rooms: dict[str, _Room] = {}
         self._conn: aioredis.Connection | None = None
@@ -103,6 +113,10 @@ class Bus:
     async def publish(self, room: str, event: bytes) -> None:
         """Publish one already-encoded event."""
         await self.redis.publish(room, event)
+
+    def deliver_local(self, room: str, event: Event) -> None:
+        """Hand an event to this process's sockets directly (it was published with `origin`)."""
+        self.on_local(room, event)
 
     def subscribed(self, room: str) -> bool:
         """True when this process listens to the room."""
@@ -215,7 +229,8 @@ class Bus:
             kind = reply[0]
             if kind == b"message":
                 self.received += 1
-                self.on_event(reply[1].decode(), reply[2])
+                if not reply[2].startswith(self._own):  # our own were delivered locally
+                    self.on_event(reply[1].decode(), reply[2])
             elif kind == b"subscribe":
                 state = self._rooms.get(reply[1].decode())
                 if state is not None and state.waiters:

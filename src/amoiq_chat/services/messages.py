@@ -12,7 +12,7 @@ from typing import Any
 import aiopg
 
 from .. import db
-from ..bus import STAFF, VISITOR, encode_event
+from ..bus import STAFF, VISITOR, Event, encode_event
 from ..jsonutil import dumps, iso
 
 SENDER_001 = {"visitor": "user", "agent": "agent", "ai": "bot", "system": "system"}
@@ -105,9 +105,11 @@ def frames_for(row: dict) -> list[tuple[str, bytes]]:
     return frames
 
 
-def message_event(row: dict) -> bytes:
-    """The bus event of one stored message (carries its session and seq)."""
-    return encode_event(frames_for(row), session_id=row["session_id"], seq=row["seq"])
+def message_event(row: dict, origin: str) -> tuple[Event, bytes]:
+    """The bus event of one stored message (carries its session and seq): for local sockets, and encoded."""
+    frames = frames_for(row)
+    return (Event(frames, row["session_id"], row["seq"]),
+            encode_event(frames, session_id=row["session_id"], seq=row["seq"], origin=origin))
 
 
 # Queries -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import redis.asyncio as aioredis
 
+from ..bus import Bus, Event
 from ..errors import ApiError, InternalError
 from ..jsonutil import dumps, dumps_str, iso
 from ..tasks import cancel_and_wait
@@ -41,11 +42,17 @@ SESSION_REFRESH = 30.0
 RETRIES = 3
 RETRYABLE = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
              psycopg2.errors.SerializationFailure)
-# One statement stores a batch, prepared once on each writer's connection (planning it cost
-# as much PostgreSQL CPU as running it). $1 is a JSON array of drafts, `o` their place in it;
-# $2 the batch's time. Rows come back for the drafts stored now (id, seq, outbox id,
-# created_at when it is not $2) and for repeated clientMessageIds (id only); a draft without
-# a row has no session (or not in its tenant).
+# One statement stores a batch, prepared on each writer's connection (planning it cost as
+# much PostgreSQL CPU as running it). $1 is a JSON array of drafts, `o` their place in it; $2
+# the batch's time. Rows come back for the drafts stored now (o, id, seq, created_at when it
+# is not $2), for repeated clientMessageIds (o, id) and for the outbox rows (o = -1, message
+# id, outbox id); a draft without a row has no session (or not in its tenant).
+#
+# A prepared statement keeps the plan it made with the statistics of its time (empty tables,
+# on a new database), so the plan must not depend on them: sessions and earlier messages are
+# reached one input row at a time (LATERAL) through their unique indexes, and the writer's
+# connection has sequential scans off (PREPARE_SETTINGS). A plan that read whole tables would
+# cost more with every message stored.
 STORE_BATCH = """
 WITH input AS (
     SELECT * FROM json_to_recordset($1) AS i(
@@ -55,12 +62,15 @@ WITH input AS (
 locked AS MATERIALIZED (
     -- Locked in session_id order, so writers never wait on each other in a cycle; FOR UPDATE
     -- reads the newest committed last_seq, so seqs stay gapless across processes.
-    SELECT session_id, tenant_id, last_seq, last_activity_at FROM sessions
-    WHERE session_id IN (SELECT session_id FROM input) ORDER BY session_id FOR UPDATE
+    SELECT s.* FROM (SELECT DISTINCT session_id FROM input ORDER BY session_id) i,
+    LATERAL (SELECT session_id, tenant_id, last_seq, last_activity_at FROM sessions
+             WHERE sessions.session_id = i.session_id FOR UPDATE) s
 ),
 repeated AS (
-    SELECT i.o, m.id FROM input i JOIN messages m
-      ON m.session_id = i.session_id AND m.client_message_id = i.client_message_id AND m.tenant_id = i.tenant_id
+    SELECT i.o, m.id FROM input i,
+    LATERAL (SELECT id FROM messages m WHERE m.session_id = i.session_id
+             AND m.client_message_id = i.client_message_id AND m.tenant_id = i.tenant_id) m
+    WHERE i.client_message_id IS NOT NULL
 ),
 fresh AS MATERIALIZED (
     SELECT i.*, gen_random_uuid() AS id,
@@ -86,11 +96,11 @@ outbox AS (
     SELECT tenant_id, id, 'message.created', jsonb_set(webhook, '{data,messageId}', to_jsonb(id::text)) FROM fresh
     RETURNING id, message_id
 )
-SELECT f.o, f.id::text, f.seq, x.id, nullif(f.created_at, $2)
-FROM fresh f JOIN outbox x ON x.message_id = f.id
-UNION ALL
-SELECT r.o, r.id::text, NULL, NULL, NULL FROM repeated r
+SELECT o, id::text, seq, nullif(created_at, $2) FROM fresh
+UNION ALL SELECT o, id::text, NULL, NULL FROM repeated
+UNION ALL SELECT -1, message_id::text, id, NULL FROM outbox
 """
+PREPARE_SETTINGS = "SET enable_seqscan = off"
 PREPARE = "PREPARE amoiq_store_batch (json, timestamptz) AS " + STORE_BATCH
 EXECUTE = "EXECUTE amoiq_store_batch (%s, %s)"
 # ARGV: message count, session TTL, then per message (channel, event, outbox id, message id,
@@ -162,10 +172,11 @@ class _Shard:
 class MessageWriter:
     """Store messages in batches, `shards` batches in flight at most; publish after commit."""
 
-    def __init__(self, pool: aiopg.Pool, redis: aioredis.Redis, *, queue_max: int = 10000, batch_max: int = 500,
-                 shards: int = 2) -> None:
+    def __init__(self, pool: aiopg.Pool, redis: aioredis.Redis, bus: Bus, *, queue_max: int = 10000,
+                 batch_max: int = 500, shards: int = 2) -> None:
         self.pool = pool
         self.redis = redis
+        self.bus = bus
         self.batch_max = batch_max
         self._shards = [_Shard(queue_max) for _ in range(max(1, shards))]
         self._announce_script = redis.register_script(ANNOUNCE)
@@ -225,6 +236,7 @@ class MessageWriter:
             conn = await self.pool.acquire()
             try:
                 async with conn.cursor() as cur:
+                    await cur.execute(PREPARE_SETTINGS)
                     await cur.execute(PREPARE)
             except BaseException:
                 await self.pool.release(conn)
@@ -253,9 +265,10 @@ class MessageWriter:
             return
         self.batches += 1
         self.stored += len(fresh)
+        events = [messages.message_event(row, self.bus.origin) for row, _, _ in fresh]
         for attempt in (1, 2):  # a pooled connection may be stale after a Redis restart: retry once
             try:
-                await self._announce(fresh)
+                await self._announce(fresh, [data for _, data in events])
                 break
             except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
                 log.warning("publishing %d stored messages failed (attempt %d): %s", len(fresh), attempt, exc)
@@ -266,6 +279,10 @@ class MessageWriter:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        # This process's sockets get the events directly (its bus listener skips them), after the
+        # waiting senders have run: a sender's ack and the message's frames leave in one write.
+        if events:
+            asyncio.get_running_loop().call_soon(self._deliver_local, [event for event, _ in events])
 
     async def _store(self, shard: _Shard, drafts: list[Draft]) -> tuple[list[Any], list[tuple[dict, int, Draft]]]:
         """Store a batch in one statement; the result (Stored or SessionGone) of each draft, and what is new."""
@@ -280,12 +297,13 @@ class MessageWriter:
             unique.append(n)
         for attempt in range(1, RETRIES + 1):
             now = dt.datetime.now(dt.timezone.utc)
+            stamp = iso(now)
             rows = [self._row(drafts[n]) for n in unique]
             batch = [{"o": n, "tenant_id": row["tenant_id"], "session_id": row["session_id"],
                       "sender_type": row["sender_type"], "sender_id": row["sender_id"], "user_id": row["user_id"],
                       "message": row["message"], "message_type": row["message_type"],
                       "client_message_id": row["client_message_id"], "metadata": row["metadata"],
-                      "webhook": {"event": "message.created", "timestamp": iso(now), "data": messages.webhook_data(row)}}
+                      "webhook": {"event": "message.created", "timestamp": stamp, "data": messages.webhook_data(row)}}
                      for n, row in zip(unique, rows)]
             try:
                 conn = await self._connection(shard)
@@ -301,19 +319,22 @@ class MessageWriter:
                 await self._drop_connection(shard)
                 raise
         by_draft = dict(zip(unique, rows))
-        stamp = iso(now)
         results: list[Any] = [None] * len(drafts)
         fresh: list[tuple[dict, int, Draft]] = []
         repeated: dict[int, str] = {}
-        for o, message_id, seq, outbox_id, created_at in answers:
-            if seq is None:
+        outbox_ids: dict[str, int] = {}
+        for o, message_id, seq, created_at in answers:
+            if o < 0:
+                outbox_ids[message_id] = seq  # (-1, message id, outbox id)
+            elif seq is None:
                 repeated[o] = message_id
-                continue
-            row = by_draft[o]
-            row["id"], row["seq"] = message_id, seq
-            row["created_at"], row["timestamp"] = (now, stamp) if created_at is None else (created_at, iso(created_at))
-            results[o] = Stored(row)
-            fresh.append((row, outbox_id, drafts[o]))
+            else:
+                row = by_draft[o]
+                row["id"], row["seq"] = message_id, seq
+                row["created_at"], row["timestamp"] = (now, stamp) if created_at is None else (created_at, iso(created_at))
+                results[o] = Stored(row)
+                fresh.append((row, 0, drafts[o]))
+        fresh = [(row, outbox_ids[row["id"]], draft) for row, _, draft in fresh]
         if repeated:
             async with self.pool.acquire() as conn:
                 stored = {str(r["id"]): r for r in await messages.find_by_ids(conn, list(repeated.values()))}
@@ -336,13 +357,17 @@ class MessageWriter:
                 "message": draft.text, "message_type": draft.message_type,
                 "client_message_id": draft.client_message_id, "metadata": draft.metadata}
 
-    async def _announce(self, fresh: list[tuple[dict, int, Draft]]) -> None:
+    def _deliver_local(self, events: list[Event]) -> None:
+        for event in events:
+            self.bus.deliver_local(f"conversation:{event.session_id}", event)
+
+    async def _announce(self, fresh: list[tuple[dict, int, Draft]], encoded: list[bytes]) -> None:
         """One Redis call for the whole batch: PUBLISH each event, XADD each webhook job, refresh sessions."""
         if not fresh:
             return
         args: list[Any] = [len(fresh), SESSION_TTL]
-        for row, outbox_id, _ in fresh:
-            args += [f"conversation:{row['session_id']}", messages.message_event(row), outbox_id, row["id"], row["tenant_id"]]
+        for (row, outbox_id, _), data in zip(fresh, encoded):
+            args += [f"conversation:{row['session_id']}", data, outbox_id, row["id"], row["tenant_id"]]
         now = time.monotonic()
         for row, _, draft in fresh:
             sid = row["session_id"]

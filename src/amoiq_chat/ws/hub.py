@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..bus import Bus, decode_event
+from ..bus import Bus, Event, decode_event
 
 if TYPE_CHECKING:
     from .transport import Connection
@@ -19,6 +19,7 @@ class Hub:
         self.bus = bus
         self.rooms: dict[str, set["Connection"]] = {}
         bus.on_event = self.deliver
+        bus.on_local = self.deliver_event
         bus.on_reconnect = self.resync
 
     async def join(self, conn: "Connection", room: str) -> None:
@@ -48,16 +49,21 @@ class Hub:
 
     def deliver(self, room: str, data: bytes) -> None:
         """Hand one bus event to the room's local connections (decoded once for all)."""
-        members = self.rooms.get(room)
-        if not members:
+        if not self.rooms.get(room):
             return
         try:
             event = decode_event(data)
         except Exception:
             log.warning("dropping a malformed event on %s", room)
             return
-        for conn in list(members):
-            conn.deliver(event)
+        self.deliver_event(room, event)
+
+    def deliver_event(self, room: str, event: Event) -> None:
+        """Hand a decoded event to the room's local connections."""
+        members = self.rooms.get(room)
+        if members:
+            for conn in list(members):
+                conn.deliver(event)
 
     def resync(self) -> None:
         """After the bus reconnected: every follower of a conversation catches up from the database."""
