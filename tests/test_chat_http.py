@@ -8,6 +8,8 @@ import pytest
 
 from amoiq_chat import auth
 from amoiq_chat.keys import DB, SETTINGS
+from amoiq_chat.jsonutil import iso
+from amoiq_chat.services import messages
 
 from .chat_fixtures import make_tenant, recv, session_id, until
 
@@ -106,9 +108,15 @@ async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_con
     with db_conn.cursor() as cur:
         cur.execute("SELECT seq, message, metadata->>'domain' FROM messages WHERE session_id = %s ORDER BY seq", (sid,))
         assert cur.fetchall() == [(1, "Hello, I need help", "example.com"), (2, "second", None)]
-        cur.execute("SELECT count(*), min(payload->'data'->>'senderType') FROM webhook_outbox o"
-                    " JOIN messages m ON m.id = o.message_id WHERE m.session_id = %s", (sid,))
-        assert cur.fetchone() == (2, "user")
+        cur.execute("SELECT o.event, o.status, o.payload, o.tenant_id FROM webhook_outbox o"
+                    " JOIN messages m ON m.id = o.message_id WHERE m.session_id = %s ORDER BY m.seq", (sid,))
+        assert cur.fetchall() == [("message.created", "pending", None, tenant.id)] * 2
+    async with client.app[DB].acquire() as conn:  # the webhook body is made from the stored message
+        (stored,) = await messages.find_by_ids(conn, [body["messageId"]])
+    assert messages.webhook_payload(stored) == {
+        "event": "message.created", "timestamp": iso(stored["created_at"]),
+        "data": {"messageId": body["messageId"], "sessionId": sid, "userId": None, "tenantId": tenant.id,
+                 "text": "Hello, I need help", "senderType": "user"}}
 
 
 @pytest.mark.parametrize("body, field", [

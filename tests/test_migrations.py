@@ -60,6 +60,11 @@ def test_schema_refuses_bad_rows(db_conn):
         with pytest.raises(psycopg2.errors.CheckViolation):
             cur.execute("INSERT INTO messages (id, tenant_id, session_id, seq, sender_type, message)"
                         " VALUES (gen_random_uuid(), 'tenant-schema', 's-schema-1', 2, 'robot', 'x')")
+        with pytest.raises(psycopg2.errors.CheckViolation):  # a job with neither a message nor a payload
+            cur.execute("INSERT INTO webhook_outbox (tenant_id, event) VALUES ('tenant-schema', 'message.created')")
+        cur.execute("INSERT INTO webhook_outbox (tenant_id, message_id, event)"
+                    " SELECT tenant_id, id, 'message.created' FROM messages WHERE session_id = 's-schema-1'")
         cur.execute("DELETE FROM tenants WHERE id = 'tenant-schema'")
-        cur.execute("SELECT count(*) FROM messages WHERE tenant_id = 'tenant-schema'")
-        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT (SELECT count(*) FROM messages WHERE tenant_id = 'tenant-schema'),"
+                    " (SELECT count(*) FROM webhook_outbox WHERE tenant_id = 'tenant-schema')")
+        assert cur.fetchone() == (0, 0)

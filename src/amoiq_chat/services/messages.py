@@ -57,10 +57,15 @@ def to_004(row: dict) -> dict[str, Any]:
     }
 
 
+def webhook_payload(row: dict) -> dict[str, Any]:
+    """The body of a message.created webhook (SPEC section 8), made from the stored message."""
+    return {"event": "message.created", "timestamp": timestamp(row), "data": webhook_data(row)}
+
+
 def webhook_data(row: dict) -> dict[str, Any]:
-    """The `data` of a message.created webhook (the writer's SQL fills in messageId when the id is not made yet)."""
+    """The `data` of a message.created webhook."""
     return {
-        "messageId": None if row["id"] is None else str(row["id"]),
+        "messageId": str(row["id"]),
         "sessionId": row["session_id"],
         "userId": row["user_id"],
         "tenantId": row["tenant_id"],

@@ -49,15 +49,16 @@ RETRYABLE = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
 # id, outbox id); a draft without a row has no session (or not in its tenant).
 #
 # A prepared statement keeps the plan it made with the statistics of its time (empty tables,
-# on a new database), so the plan must not depend on them: sessions and earlier messages are
-# reached one input row at a time (LATERAL) through their unique indexes, and the writer's
-# connection has sequential scans off (PREPARE_SETTINGS). A plan that read whole tables would
-# cost more with every message stored.
+# on a new database), and a plan that reads whole tables costs more with every message
+# stored. So sessions and earlier messages are reached one input row at a time (LATERAL ...
+# LIMIT, never flattened into a join), the writer's connections have sequential scans off
+# (PREPARE_SETTINGS), and the statement is prepared again every REPREPARE seconds, with the
+# statistics of the day (which index answers a probe still depends on them).
 STORE_BATCH = """
 WITH input AS (
     SELECT * FROM json_to_recordset($1) AS i(
         o int, tenant_id text, session_id text, sender_type text, sender_id text, user_id text,
-        message text, message_type text, client_message_id text, metadata jsonb, webhook jsonb)
+        message text, message_type text, client_message_id text, metadata jsonb)
 ),
 locked AS MATERIALIZED (
     -- Locked in session_id order, so writers never wait on each other in a cycle; FOR UPDATE
@@ -68,9 +69,9 @@ locked AS MATERIALIZED (
 ),
 repeated AS (
     SELECT i.o, m.id FROM input i,
-    LATERAL (SELECT id FROM messages m WHERE m.session_id = i.session_id
-             AND m.client_message_id = i.client_message_id AND m.tenant_id = i.tenant_id) m
-    WHERE i.client_message_id IS NOT NULL
+    LATERAL (SELECT id, tenant_id FROM messages m WHERE m.session_id = i.session_id
+             AND m.client_message_id = i.client_message_id LIMIT 1) m
+    WHERE i.client_message_id IS NOT NULL AND m.tenant_id = i.tenant_id
 ),
 fresh AS MATERIALIZED (
     SELECT i.*, gen_random_uuid() AS id,
@@ -92,8 +93,9 @@ advanced AS (
     WHERE s.session_id = f.session_id
 ),
 outbox AS (
-    INSERT INTO webhook_outbox (tenant_id, message_id, event, payload)
-    SELECT tenant_id, id, 'message.created', jsonb_set(webhook, '{data,messageId}', to_jsonb(id::text)) FROM fresh
+    -- no payload: a message.created job's payload is made from the message when it is delivered
+    INSERT INTO webhook_outbox (tenant_id, message_id, event)
+    SELECT tenant_id, id, 'message.created' FROM fresh
     RETURNING id, message_id
 )
 SELECT o, id::text, seq, nullif(created_at, $2) FROM fresh
@@ -102,6 +104,7 @@ UNION ALL SELECT -1, message_id::text, id, NULL FROM outbox
 """
 PREPARE_SETTINGS = "SET enable_seqscan = off"
 PREPARE = "PREPARE amoiq_store_batch (json, timestamptz) AS " + STORE_BATCH
+REPREPARE = 30.0
 EXECUTE = "EXECUTE amoiq_store_batch (%s, %s)"
 # ARGV: message count, session TTL, then per message (channel, event, outbox id, message id,
 # tenant id), then (key, value) of each session:{id} to refresh. One call, one reply.
@@ -167,6 +170,7 @@ class _Shard:
         self.queue: asyncio.Queue = asyncio.Queue(queue_max)
         self.task: asyncio.Task | None = None
         self.conn: aiopg.Connection | None = None
+        self.prepared_at = 0.0  # time.monotonic() of the last PREPARE on conn
 
 
 class MessageWriter:
@@ -231,7 +235,7 @@ class MessageWriter:
                 return
 
     async def _connection(self, shard: _Shard) -> aiopg.Connection:
-        """The shard's connection, taken from the pool once, with STORE_BATCH prepared on it."""
+        """The shard's connection, taken from the pool once, with STORE_BATCH prepared on it (again after REPREPARE s)."""
         if shard.conn is None:
             conn = await self.pool.acquire()
             try:
@@ -241,7 +245,11 @@ class MessageWriter:
             except BaseException:
                 await self.pool.release(conn)
                 raise
-            shard.conn = conn
+            shard.conn, shard.prepared_at = conn, time.monotonic()
+        elif time.monotonic() - shard.prepared_at > REPREPARE:
+            async with shard.conn.cursor() as cur:
+                await cur.execute("DEALLOCATE amoiq_store_batch; " + PREPARE)
+            shard.prepared_at = time.monotonic()
         return shard.conn
 
     async def _drop_connection(self, shard: _Shard) -> None:
@@ -302,8 +310,7 @@ class MessageWriter:
             batch = [{"o": n, "tenant_id": row["tenant_id"], "session_id": row["session_id"],
                       "sender_type": row["sender_type"], "sender_id": row["sender_id"], "user_id": row["user_id"],
                       "message": row["message"], "message_type": row["message_type"],
-                      "client_message_id": row["client_message_id"], "metadata": row["metadata"],
-                      "webhook": {"event": "message.created", "timestamp": stamp, "data": messages.webhook_data(row)}}
+                      "client_message_id": row["client_message_id"], "metadata": row["metadata"]}
                      for n, row in zip(unique, rows)]
             try:
                 conn = await self._connection(shard)
