@@ -171,13 +171,14 @@ class _Shard:
         self.task: asyncio.Task | None = None
         self.conn: aiopg.Connection | None = None
         self.prepared_at = 0.0  # time.monotonic() of the last PREPARE on conn
+        self.announcing: asyncio.Task | None = None  # the last stored batch being published
 
 
 class MessageWriter:
     """Store messages in batches, `shards` batches in flight at most; publish after commit."""
 
     def __init__(self, pool: aiopg.Pool, redis: aioredis.Redis, bus: Bus, *, queue_max: int = 10000,
-                 batch_max: int = 500, shards: int = 2) -> None:
+                 batch_max: int = 500, shards: int = 1) -> None:
         self.pool = pool
         self.redis = redis
         self.bus = bus
@@ -203,6 +204,9 @@ class MessageWriter:
         await asyncio.wait([asyncio.shield(task) for task in tasks], timeout=10)
         for shard in self._shards:
             await cancel_and_wait(shard.task)
+            if shard.announcing is not None:
+                await asyncio.wait([shard.announcing], timeout=5)
+                await cancel_and_wait(shard.announcing)
             await self._drop_connection(shard)
 
     async def submit(self, draft: Draft) -> Stored:
@@ -260,7 +264,12 @@ class MessageWriter:
             await self.pool.release(conn)
 
     async def _write(self, shard: _Shard, batch: list[tuple[Draft, asyncio.Future]]) -> None:
-        """Store one batch; never raises (failures go to the batch's futures)."""
+        """Store one batch and start publishing it; never raises (failures go to the batch's futures).
+
+        Publishing runs beside the next batch's statement: PostgreSQL stores batch N+1 while
+        Redis announces batch N. Batches are announced in the order they were stored, one at
+        a time, and a sender's future resolves only once its batch is announced.
+        """
         drafts = [d for d, _ in batch]
         try:
             results, fresh = await self._store(shard, drafts)
@@ -273,6 +282,13 @@ class MessageWriter:
             return
         self.batches += 1
         self.stored += len(fresh)
+        if shard.announcing is not None:
+            await asyncio.wait([shard.announcing])
+        shard.announcing = asyncio.create_task(self._publish(batch, results, fresh), name="message-announce")
+
+    async def _publish(self, batch: list[tuple[Draft, asyncio.Future]], results: list[Any],
+                       fresh: list[tuple[dict, int, Draft]]) -> None:
+        """Announce a stored batch, then resolve its senders' futures and deliver it to this process's sockets."""
         events = [messages.message_event(row, self.bus.origin) for row, _, _ in fresh]
         for attempt in (1, 2):  # a pooled connection may be stale after a Redis restart: retry once
             try:
