@@ -170,6 +170,7 @@ class _Shard:
         self.queue: asyncio.Queue = asyncio.Queue(queue_max)
         self.task: asyncio.Task | None = None
         self.conn: aiopg.Connection | None = None
+        self.cursor: aiopg.Cursor | None = None
         self.prepared_at = 0.0  # time.monotonic() of the last PREPARE on conn
         self.announcing: asyncio.Task | None = None  # the last stored batch being published
 
@@ -238,27 +239,29 @@ class MessageWriter:
             if stop:
                 return
 
-    async def _connection(self, shard: _Shard) -> aiopg.Connection:
-        """The shard's connection, taken from the pool once, with STORE_BATCH prepared on it (again after REPREPARE s)."""
-        if shard.conn is None:
+    async def _cursor(self, shard: _Shard) -> aiopg.Cursor:
+        """The shard's cursor (tuples, not dicts) on a connection taken from the pool once, with
+        STORE_BATCH prepared on it (again every REPREPARE s). One cursor for every batch: an aiopg
+        cursor is a reference cycle, which only the garbage collector's pauses reclaim."""
+        if shard.cursor is None:
             conn = await self.pool.acquire()
             try:
-                async with conn.cursor() as cur:
-                    await cur.execute(PREPARE_SETTINGS)
-                    await cur.execute(PREPARE)
+                cursor = await conn.cursor(cursor_factory=psycopg2.extensions.cursor)
+                await cursor.execute(PREPARE_SETTINGS)
+                await cursor.execute(PREPARE)
             except BaseException:
+                conn.close()
                 await self.pool.release(conn)
                 raise
-            shard.conn, shard.prepared_at = conn, time.monotonic()
+            shard.conn, shard.cursor, shard.prepared_at = conn, cursor, time.monotonic()
         elif time.monotonic() - shard.prepared_at > REPREPARE:
-            async with shard.conn.cursor() as cur:
-                await cur.execute("DEALLOCATE amoiq_store_batch; " + PREPARE)
+            await shard.cursor.execute("DEALLOCATE amoiq_store_batch; " + PREPARE)
             shard.prepared_at = time.monotonic()
-        return shard.conn
+        return shard.cursor
 
     async def _drop_connection(self, shard: _Shard) -> None:
         """Close the shard's connection (after an error, its state is unknown) and give it back."""
-        conn, shard.conn = shard.conn, None
+        conn, shard.conn, shard.cursor = shard.conn, None, None
         if conn is not None:
             conn.close()
             await self.pool.release(conn)
@@ -329,10 +332,9 @@ class MessageWriter:
                       "client_message_id": row["client_message_id"], "metadata": row["metadata"]}
                      for n, row in zip(unique, rows)]
             try:
-                conn = await self._connection(shard)
-                async with conn.cursor(cursor_factory=psycopg2.extensions.cursor) as cur:
-                    await cur.execute(EXECUTE, (dumps_str(batch), now))
-                    answers = await cur.fetchall()
+                cursor = await self._cursor(shard)
+                await cursor.execute(EXECUTE, (dumps_str(batch), now))
+                answers = await cursor.fetchall()
                 break
             except RETRYABLE as exc:
                 if attempt == RETRIES:
