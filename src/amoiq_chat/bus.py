@@ -12,7 +12,7 @@ import asyncio
 import collections
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import redis.asyncio as aioredis
@@ -75,10 +75,14 @@ def decode_event(data: bytes) -> Event:
     return Event(list(zip(audiences, lines[1:])), header.get("s"), header.get("q"), header.get("j"), header.get("x"))
 
 
-@dataclass
 class _Room:
-    refs: int = 0
-    waiters: collections.deque = field(default_factory=collections.deque)
+    """Local listeners of a room, and who waits for Redis to confirm its subscription."""
+
+    __slots__ = ("refs", "waiters")
+
+    def __init__(self) -> None:
+        self.refs = 0
+        self.waiters: collections.deque | None = None  # made when needed: a deque is ~600 bytes, per room
 
 
 class Bus:
@@ -128,6 +132,8 @@ class Bus:
         state.refs += 1
         if state.refs == 1:
             waiter = asyncio.get_running_loop().create_future()
+            if state.waiters is None:
+                state.waiters = collections.deque()
             state.waiters.append(waiter)
             await self._send("SUBSCRIBE", room)
         elif state.waiters:
@@ -147,7 +153,7 @@ class Bus:
         state.refs -= 1
         if state.refs <= 0:
             del self._rooms[room]
-            for waiter in state.waiters:
+            for waiter in state.waiters or ():
                 if not waiter.done():
                     waiter.set_result(None)
             await self._send("UNSUBSCRIBE", room)
@@ -235,6 +241,8 @@ class Bus:
                 state = self._rooms.get(reply[1].decode())
                 if state is not None and state.waiters:
                     waiter = state.waiters.popleft()
+                    if not state.waiters:
+                        state.waiters = None
                     if not waiter.done():
                         waiter.set_result(None)
         except Exception:  # one bad event must not stop the listener
