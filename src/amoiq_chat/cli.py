@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import asyncio
 import logging
 import os
@@ -83,6 +84,11 @@ async def seed_demo(pool) -> str | None:
     return await demo.seed_if_empty(pool)
 
 
+async def _settle_heap(app) -> None:
+    gc.collect()
+    gc.freeze()
+
+
 def _serve_one(settings: Settings, reuse_port: bool) -> None:
     from aiohttp import web
 
@@ -94,7 +100,9 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
         uvloop = None
     if uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, reuse_port=reuse_port,
+    app = create_app(settings)
+    app.on_startup.append(_settle_heap)
+    web.run_app(app, host=settings.host, port=settings.port, reuse_port=reuse_port,
                 shutdown_timeout=10, access_log=None, print=lambda text: log.info(text.strip()))
 
 
