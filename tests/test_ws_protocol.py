@@ -5,8 +5,12 @@ import aiohttp
 import pytest
 
 from amoiq_chat import auth
+from amoiq_chat.errors import ValidationError
+from amoiq_chat.http import validate
 from amoiq_chat.keys import DB, SETTINGS
+from amoiq_chat.services.chat_schemas import MessageBody, plain_message
 from amoiq_chat.settings import RateLimit
+from amoiq_chat.ws.registry import Registry
 
 from .chat_fixtures import closed_with, collect, make_tenant, nothing_more, recv, session_id, until
 
@@ -319,3 +323,37 @@ async def test_socket_join_checks_user_hash_when_identity_verification_is_on(aio
                     (ack["id"],))
         assert cur.fetchone() == ("user-1", "user-1")
     await ws.close()
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "message", "message": "hi", "clientMessageId": "c1"},
+    {"type": "message", "text": "hi"},
+    {"type": "message", "text": "  ", "message": "hi"},
+    {"type": "message", "text": "", "message": "hi", "clientMessageId": None},
+    {"type": "message", "message": "hi", "sessionId": "session_12345678"},
+    {"type": "message", "message": "hi", "sessionId": "bad id!"},
+    {"type": "message", "message": "hi", "sessionId": "short"},
+    {"type": "message", "message": "hi", "sessionId": "session_12345678\n"},
+    {"type": "message", "message": "   "},
+    {"type": "message", "message": 5},
+    {"type": "message", "message": None},
+    {"type": "message", "message": "x" * 10001},
+    {"type": "message", "message": "x" * 10000, "clientMessageId": "c" * 128},
+    {"type": "message", "message": "hi", "clientMessageId": ""},
+    {"type": "message", "message": "hi", "clientMessageId": "c" * 129},
+    {"type": "message", "message": "hi", "clientMessageId": 7},
+    {"type": "message", "message": "hi", "domain": "example.com"},
+    {"type": "message"},
+])
+def test_the_plain_message_shortcut_agrees_with_the_schema(frame):
+    """plain_message gives MessageBody's result, or None and the schema decides (same result or its error)."""
+    fast = plain_message(frame)
+    registry = Registry("test")
+    try:
+        slow = validate(registry.schema_for("message", MessageBody(), frame), frame)
+    except ValidationError:
+        slow = None
+    assert fast is None or fast == slow
+    shortcut = set(frame) <= {"type", "text", "message", "clientMessageId", "sessionId"} and slow is not None \
+        and not frame.get("sessionId", "").endswith("\n")
+    assert (fast is not None) == shortcut  # the shapes a joined widget sends do take it

@@ -1,6 +1,8 @@
 """Marshmallow schemas of the chat's REST bodies, query strings and WebSocket frames."""
 from __future__ import annotations
 
+import re
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 MAX_TEXT = 10000
@@ -56,6 +58,42 @@ class HasText(Lenient):
 
 class MessageBody(VisitorFields, HasText):
     """POST /webchat/message and the visitor's `message` frame."""
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
+_PLAIN_MESSAGE_KEYS = frozenset(("type", "text", "message", "clientMessageId", "sessionId"))
+
+
+def plain_message(frame: dict) -> dict | None:
+    """MessageBody's result for the common frame of a joined socket, without marshmallow; None otherwise.
+
+    Only frames made of type, text/message, clientMessageId and sessionId, every value of the
+    right type and size: anything else (other fields, a bad value) returns None and goes through
+    MessageBody, which gives the same result or names the error. Marshmallow cost about a tenth
+    of the server's time per message.
+    """
+    if not frame.keys() <= _PLAIN_MESSAGE_KEYS:
+        return None
+    out: dict = {"clientMessageId": None}
+    for name in ("text", "message"):
+        if name in frame:
+            value = frame[name]
+            if type(value) is not str or len(value) > MAX_TEXT:
+                return None
+            out[name] = value
+    if not (out.get("text") or out.get("message") or "").strip():  # as HasText.has_text
+        return None
+    cmid = frame.get("clientMessageId")
+    if cmid is not None:
+        if type(cmid) is not str or not 1 <= len(cmid) <= 128:
+            return None
+        out["clientMessageId"] = cmid
+    if "sessionId" in frame:
+        sid = frame["sessionId"]
+        if type(sid) is not str or not _SESSION_ID.fullmatch(sid):
+            return None
+        out["sessionId"] = sid
+    return out
 
 
 class AnonymousTokenBody(Lenient):

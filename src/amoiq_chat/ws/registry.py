@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, dict], Awaitable[None]]
 Before = Callable[[Connection, dict], Awaitable[None]]
+# A shortcut for a frame type's schema: the schema's result for the frames it knows, else None.
+Fast = Callable[[dict], "dict | None"]
 MAX_SHAPES = 256
 
 
@@ -34,17 +36,17 @@ class Registry:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.handlers: dict[str, tuple[marshmallow.Schema, Handler]] = {}
+        self.handlers: dict[str, tuple[marshmallow.Schema, Handler, Fast | None]] = {}
         self.before: Before | None = None  # runs before every handler (the tokenless visitor's join)
         # Schemas limited to the fields a frame actually carries (plus required and defaulted
         # ones), by frame shape: marshmallow costs per declared field, and frames carry few.
         self._shapes: dict[tuple[str, frozenset], marshmallow.Schema] = {}
 
-    def handler(self, frame_type: str, schema: marshmallow.Schema) -> Callable[[Handler], Handler]:
-        """Register `fn` for frames of `frame_type`, validated by `schema`."""
+    def handler(self, frame_type: str, schema: marshmallow.Schema, fast: Fast | None = None) -> Callable[[Handler], Handler]:
+        """Register `fn` for frames of `frame_type`, validated by `schema` (or by `fast` when it can tell)."""
 
         def register(fn: Handler) -> Handler:
-            self.handlers[frame_type] = (schema, fn)
+            self.handlers[frame_type] = (schema, fn, fast)
             return fn
 
         return register
@@ -73,8 +75,10 @@ class Registry:
                 known = ", ".join(sorted(self.handlers))
                 raise ValidationError(f"Unknown frame type {frame_type!r}; expected one of {known}",
                                       errors={"type": "unknown frame type"})
-            schema, handler = entry
-            data = validate(self.schema_for(frame_type, schema, frame), frame)
+            schema, handler, fast = entry
+            data = fast(frame) if fast is not None else None
+            if data is None:
+                data = validate(self.schema_for(frame_type, schema, frame), frame)
             if self.before is not None:
                 await self.before(conn, frame)
             await handler(conn, data)

@@ -16,7 +16,7 @@ from ..http import validate
 from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, SOCKETS, WRITER
 from ..services import chat, presence, sessions
 from ..services.widgets import origin_allowed
-from ..services.chat_schemas import JoinFrame, MessageBody, SyncFrame, TypingFrame, VisitorFields
+from ..services.chat_schemas import JoinFrame, MessageBody, plain_message, SyncFrame, TypingFrame, VisitorFields
 from .registry import Registry, new_socket, read_frames
 from .transport import Connection
 
@@ -159,7 +159,7 @@ async def on_join(conn: Connection, frame: dict) -> None:
                "timestamp": now_iso()})
 
 
-@visitor_frames.handler("message", MessageBody())
+@visitor_frames.handler("message", MessageBody(), fast=plain_message)
 async def on_message(conn: Connection, frame: dict) -> None:
     """Store the visitor's message; ack it after commit (everyone gets it through the bus)."""
     app = conn.app
