@@ -229,6 +229,17 @@ class Bus:
                 continue
             pinged = False
             self._handle(reply)
+            # Replies already buffered (a writer's batch arrives together): parsed here, without
+            # an await and a timeout per message. Through redis-py's hiredis parser when it has
+            # one; otherwise each goes through read_response above.
+            buffered = getattr(getattr(conn, "_parser", None), "_reader", None)
+            while buffered is not None:
+                reply = buffered.gets()  # a pub/sub reply is a list; "not enough data" is a sentinel
+                if isinstance(reply, Exception):
+                    raise reply
+                if not isinstance(reply, list):
+                    break
+                self._handle(reply)
 
     def _handle(self, reply) -> None:
         try:
