@@ -52,6 +52,25 @@ async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client,
     assert all(fields[b"tenant_id"] == tenant.id.encode() for _, fields in jobs)
 
 
+async def test_with_a_linger_messages_sent_apart_share_one_transaction(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app(writer_linger_ms=50))
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    (sid,) = await open_sessions(app, tenant, 1)
+    writer = app[WRITER]
+    first = asyncio.create_task(writer.submit(Draft(tenant.id, sid, "visitor", "first")))
+    await asyncio.sleep(0.01)  # the gap between two messages, well inside the 50 ms linger
+    second = await writer.submit(Draft(tenant.id, sid, "visitor", "second"))
+    assert ((await first).seq, second.seq) == (1, 2)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(DISTINCT xmin::text) FROM messages WHERE session_id = %s", (sid,))
+        assert cur.fetchone() == (1,)
+    alone = await writer.submit(Draft(tenant.id, sid, "visitor", "third"))
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(DISTINCT xmin::text) FROM messages WHERE session_id = %s", (sid,))
+        assert (alone.seq, cur.fetchone()) == (3, (2,))
+
+
 async def test_a_failing_batch_fails_every_message_in_it_and_writes_nothing(aiohttp_client, make_app, db_conn):
     client = await aiohttp_client(make_app())
     app = client.app

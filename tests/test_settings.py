@@ -14,12 +14,13 @@ def test_defaults_come_from_the_config_file():
 
 def test_environment_overrides_the_file():
     settings = load_settings(env={"PORT": "8080", "RATE_LIMIT_WS": "5/2", "CORS_ORIGINS": "https://a.example, https://b.example",
-                                  "WEBHOOK_ALLOW_PRIVATE": "1", "LOG_LEVEL": "debug"})
+                                  "WEBHOOK_ALLOW_PRIVATE": "1", "LOG_LEVEL": "debug", "WRITER_LINGER_MS": "2"})
     assert settings.port == 8080
     assert settings.rate_limit_ws == RateLimit(5, 2)
     assert settings.cors_origins == ("https://a.example", "https://b.example")
     assert settings.webhook_allow_private is True
     assert settings.log_level == "DEBUG"
+    assert settings.writer_linger_ms == 2
 
 
 @pytest.mark.parametrize("env, named", [
@@ -29,6 +30,8 @@ def test_environment_overrides_the_file():
     ({"RATE_LIMIT_HTTP": "0/60"}, "RATE_LIMIT_HTTP"),
     ({"WEBHOOK_ALLOW_PRIVATE": "maybe"}, "WEBHOOK_ALLOW_PRIVATE"),
     ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ({"WRITER_LINGER_MS": "51"}, "WRITER_LINGER_MS"),
+    ({"WRITER_LINGER_MS": "-1"}, "WRITER_LINGER_MS"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
     ({"JWT_SECRET": "short"}, "JWT_SECRET"),
     ({"ENVIRONMENT": "production"}, "JWT_SECRET"),

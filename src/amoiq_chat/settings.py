@@ -51,6 +51,7 @@ class Settings:
     db_pool_max: int = 10
     redis_pool_max: int = 50
     writer_shards: int = 1
+    writer_linger_ms: int = 0
     jwt_secret: str = ""
     jwt_issuer: str = "amoiq-chat"
     jwt_audience: str = "amoiq-chat"
@@ -137,6 +138,8 @@ def _convert(name: str, value: Any) -> Any:
         return _to_int(name, value, 1)
     if name in ("db_pool_min", "webhook_max_attempts"):
         return _to_int(name, value, 0)
+    if name == "writer_linger_ms":
+        return _to_int(name, value, 0, 50)
     if name.startswith("rate_limit_"):
         return RateLimit.parse(name, value)
     if name in ("trusted_proxies", "cors_origins"):
