@@ -151,6 +151,10 @@ async def _read_until(ws: aiohttp.ClientWebSocketResponse, want: Callable[[dict]
                 raise SetupError(f"error frame while waiting for {what}: {frame}")
 
 
+def _joined(frame: dict) -> bool:
+    return frame.get("type") == "connection_status" and frame.get("status") == "joined"
+
+
 async def _ws(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
     try:
         return await http.ws_connect(url, autoping=True, max_msg_size=1 << 20, timeout=aiohttp.ClientWSTimeout(ws_close=2))
@@ -364,7 +368,7 @@ async def run_max(pairs: list[Pair], duration: float, on_tick: Callable[[float],
 
 async def open_idle(http: aiohttp.ClientSession, base: str, count: int, prefix: str, first_frame: Callable[[str], bytes | None],
                     concurrency: int = 50) -> tuple[list, list]:
-    """Open `count` visitor sockets that send one frame (or none) and then stay silent."""
+    """Open `count` visitor sockets that send one frame (or none), wait for it to join them, then stay silent."""
     if not base.startswith(f"ws://{HOST}:"):
         raise ValueError(f"the load generator only targets {HOST}")
     gate = asyncio.Semaphore(concurrency)
@@ -373,14 +377,18 @@ async def open_idle(http: aiohttp.ClientSession, base: str, count: int, prefix: 
     async def one(i: int):
         async with gate:
             session_id = f"{prefix}-{i:05d}"
+            ws = None
             try:
                 ws = await _ws(http, f"{base}/ws/{session_id}")
                 frame = first_frame(session_id)
                 if frame:
                     await ws.send_frame(frame, TEXT)
+                    await _read_until(ws, _joined, "connection_status joined")
                 return ws
-            except (SetupError, OSError, aiohttp.ClientError) as exc:
-                errors.append(str(exc))
+            except (SetupError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                errors.append(str(exc) or type(exc).__name__)
+                if ws is not None:
+                    await close_all([ws])
                 return None
 
     sockets = await asyncio.gather(*(one(i) for i in range(count)))

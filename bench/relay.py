@@ -13,7 +13,7 @@ WIDGET_CONFIG = orjson.dumps({"success": True, "data": {"siteKey": "relay", "wid
 
 
 async def visitor(request: web.Request) -> web.WebSocketResponse:
-    """Ack each visitor `message` and relay it to the agent that accepted the session as `new_message`."""
+    """Answer `join`; ack each visitor `message` and relay it to the agent that accepted the session as `new_message`."""
     session_id, agents, ids = request.match_info["session_id"], request.app[AGENTS], request.app[IDS]
     ws = web.WebSocketResponse(max_msg_size=65536)
     await ws.prepare(request)
@@ -22,6 +22,8 @@ async def visitor(request: web.Request) -> web.WebSocketResponse:
         if msg.type is not WSMsgType.TEXT:
             continue
         frame = orjson.loads(msg.data)
+        if frame.get("type") == "join":
+            await ws.send_str(orjson.dumps({"type": "connection_status", "status": "joined", "sessionId": session_id}).decode())
         if frame.get("type") != "message":
             continue
         message_id = next(ids)
