@@ -1,28 +1,18 @@
 """Graceful shutdown: open WebSockets are closed with 1001 Going Away."""
 import asyncio
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from amoiq_chat.keys import SOCKETS
+from .chat_fixtures import recv, session_id
 
 
 async def test_shutdown_closes_sockets_with_going_away(make_app):
-    app = make_app()
-
-    async def socket(request):
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        request.app[SOCKETS].add(ws)
-        async for _ in ws:
-            pass
-        return ws
-
-    app.router.add_get("/ws/_probe", socket)
-    client = TestClient(TestServer(app))
+    client = TestClient(TestServer(make_app()))
     await client.start_server()
     try:
-        ws = await client.ws_connect("/ws/_probe")
+        ws = await client.ws_connect(f"/ws/{session_id()}")
+        assert (await recv(ws))["status"] == "connected"
         closing = asyncio.ensure_future(client.server.close())
         msg = await asyncio.wait_for(ws.receive(), 10)
         assert msg.type == WSMsgType.CLOSE

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from typing import AsyncIterator
 
 import aiohttp_cors
@@ -21,6 +20,7 @@ from .services.presence import Presence, new_process_id
 from .services.writer import MessageWriter
 from .settings import Settings
 from .workers.presence import PresenceWorker
+from .ws.heartbeat import INTERVAL as HEARTBEAT_INTERVAL, Heartbeat
 from .ws.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,17 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     presence = Presence(redis, new_process_id(), ttl=int(settings.extra.get("presence_ttl", 15)))
     app[PRESENCE] = presence
     worker = PresenceWorker(presence, bus)
+    heartbeat = Heartbeat(app[SOCKETS], float(settings.extra.get("ws_heartbeat", HEARTBEAT_INTERVAL)))
     await bus.start()
     try:
         writer.start()
         try:
             await worker.start()
+            heartbeat.start()
             try:
                 yield
             finally:
+                await heartbeat.stop()
                 await worker.stop()
         finally:
             await writer.stop()
@@ -90,8 +93,8 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def close_sockets(app: web.Application) -> None:
     """on_shutdown: close every WebSocket with 1001 Going Away, all at once (a silent peer delays no one)."""
-    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
-                           for ws in list(app[SOCKETS])), return_exceptions=True)
+    await asyncio.gather(*(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
+                           for conn in list(app[SOCKETS])), return_exceptions=True)
 
 
 def setup_cors(app: web.Application, settings: Settings) -> None:
@@ -117,7 +120,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = set()
     app[STARTED_AT] = time.time()
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)

@@ -1,7 +1,6 @@
 """Every `web.AppKey` of the application, in one place."""
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import aiopg
@@ -16,12 +15,14 @@ if TYPE_CHECKING:
     from .services.presence import Presence
     from .services.writer import MessageWriter
     from .ws.hub import Hub
+    from .ws.transport import Connection
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", aiopg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
-# Every open WebSocket of this process, closed with 1001 on shutdown.
-SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+# Every open WebSocket of this process (its ws.transport.Connection, from start() to stop()):
+# pinged by the heartbeat, closed with 1001 on shutdown.
+SOCKETS: web.AppKey[set[Connection]] = web.AppKey("sockets")
 STARTED_AT = web.AppKey("started_at", float)
 
 # Per-request storage.

@@ -9,7 +9,7 @@ from .. import auth
 from ..bus import STAFF, VISITOR
 from ..errors import Forbidden, Unauthorized, ValidationError
 from ..jsonutil import now_iso
-from ..keys import BUS, DB, HUB, PRESENCE, SETTINGS, SOCKETS, WRITER
+from ..keys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
 from ..services import chat, sessions
 from ..services.chat_schemas import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
 from .registry import Registry, new_socket, read_frames
@@ -41,7 +41,6 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     staff = await _staff_for_token(request)
     ws = new_socket(app[SETTINGS].max_frame_bytes)
     await ws.prepare(request)
-    app[SOCKETS].add(ws)
     conn = Connection(app, ws, STAFF)
     conn.tenant_id = staff["tenant_id"]
     conn.staff = staff

@@ -1,6 +1,7 @@
 """Frame handlers registered by type with their schema; the one place errors become `error` frames."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -97,7 +98,9 @@ class Registry:
 async def read_frames(conn: Connection, registry: Registry) -> None:
     """Read this socket until it closes, running each frame to completion before the next."""
     ws = conn.ws
+    clock = asyncio.get_running_loop().time
     async for msg in ws:
+        conn.seen = clock()  # any frame, pong or not, shows the peer is alive
         if msg.type == WSMsgType.TEXT:
             if conn.over_limit():
                 conn.send(error_frame(RateLimited("Too many frames; at most "
@@ -110,11 +113,14 @@ async def read_frames(conn: Connection, registry: Registry) -> None:
         elif msg.type == WSMsgType.BINARY:
             conn.send(error_frame(ValidationError("Binary frames are not supported; send JSON text",
                                                   errors={"frame": "binary"})))
+        elif msg.type == WSMsgType.PING:
+            conn.pong(msg.data)
         elif msg.type == WSMsgType.ERROR:
             log.debug("socket %s closed with error %s", conn.id, ws.exception())
             return
 
 
-def new_socket(max_frame_bytes: int, heartbeat: float = 25.0) -> web.WebSocketResponse:
-    """A WebSocketResponse with heartbeats and the frame size cap (over it: close 1009)."""
-    return web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=max_frame_bytes, autoping=True)
+def new_socket(max_frame_bytes: int) -> web.WebSocketResponse:
+    """A WebSocketResponse with the frame size cap (over it: close 1009). Pings and pongs are
+    `read_frames`' and the process's `Heartbeat`'s, not aiohttp's (two timers per socket)."""
+    return web.WebSocketResponse(max_msg_size=max_frame_bytes, autoping=False)

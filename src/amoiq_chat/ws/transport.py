@@ -21,7 +21,7 @@ from aiohttp import WSCloseCode, web
 
 from ..bus import STAFF, Event
 from ..jsonutil import dumps
-from ..keys import DB, HUB, SETTINGS
+from ..keys import DB, HUB, SETTINGS, SOCKETS
 from ..services import messages, sessions
 from ..tasks import cancel_and_wait
 
@@ -32,6 +32,8 @@ SEND_QUEUE = 1024  # items waiting behind a database step, before the peer is dr
 SLOW_PEER_CLOSE = 1013  # Try Again Later: the peer did not read its frames fast enough
 STOP_TIMEOUT = 2.0
 _TEXT = 0x81  # FIN + text opcode; server frames are not masked (RFC 6455 section 5.1)
+_PONG = 0x8A
+PING_FRAME = b"\x89\x00"  # FIN + ping, no payload
 _LEN2 = struct.Struct("!BBH").pack
 _LEN8 = struct.Struct("!BBQ").pack
 
@@ -83,8 +85,9 @@ class Connection:
     """A WebSocket and what this process knows about it."""
 
     __slots__ = ("app", "ws", "kind", "id", "tenant_id", "session_id", "session", "info", "user_id",
-                 "presence_field", "staff", "rooms", "cursors", "limit", "_transport", "_out", "_backlog",
-                 "_worker", "_closer", "_stopped", "_send_buffer", "_queue_max", "_window", "_count", "_rejected")
+                 "presence_field", "staff", "rooms", "cursors", "limit", "seen", "pinged_at", "_transport", "_out",
+                 "_backlog", "_worker", "_closer", "_stopped", "_send_buffer", "_queue_max", "_window", "_count",
+                 "_rejected")
 
     def __init__(self, app: web.Application, ws: web.WebSocketResponse, kind: str) -> None:
         self.app = app
@@ -104,6 +107,8 @@ class Connection:
         self.limit = settings.rate_limit_ws
         self._send_buffer = int(settings.extra.get("ws_send_buffer", SEND_BUFFER))
         self._queue_max = int(settings.extra.get("ws_send_queue", SEND_QUEUE))
+        self.seen = 0.0  # loop time of the last frame received (the heartbeat reads it)
+        self.pinged_at = 0.0  # loop time of the heartbeat's last ping (0: none pending)
         self._transport: asyncio.Transport | None = None
         self._out: list[bytes] | None = None  # frames to write at the end of this tick
         self._backlog: collections.deque | None = None  # items behind a database step
@@ -122,8 +127,10 @@ class Connection:
     # Sending -------------------------------------------------------------------------------
 
     def start(self, transport: asyncio.Transport) -> None:
-        """Send over this (prepared) socket's transport from now on."""
+        """Send over this (prepared) socket's transport from now on; the heartbeat looks after it."""
         self._transport = transport
+        self.seen = asyncio.get_running_loop().time()
+        self.app[SOCKETS].add(self)
 
     def send(self, frame: dict[str, Any]) -> None:
         """Send a frame to this socket only."""
@@ -191,11 +198,33 @@ class Connection:
         return True
 
     def _emit(self, data: bytes) -> None:
-        """Add a frame to what this socket writes at the end of the tick."""
+        """Add a text frame to what this socket writes at the end of the tick."""
+        self._write_soon(text_frame(data))
+
+    def _write_soon(self, frame: bytes) -> None:
         if self._out is None:
             self._out = []
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(text_frame(data))
+        self._out.append(frame)
+
+    def ping(self, now: float) -> None:
+        """Send a ping (control frames may go between messages); the heartbeat waits for an answer."""
+        if not self._stopped and self._closer is None and self._transport is not None:
+            self.pinged_at = now
+            self._write_soon(PING_FRAME)
+
+    def pong(self, payload: bytes) -> None:
+        """Answer the peer's ping with its payload (at most 125 bytes, RFC 6455 section 5.5)."""
+        if not self._stopped and self._closer is None and self._transport is not None:
+            payload = payload[:125]
+            self._write_soon(bytes((_PONG, len(payload))) + payload)
+
+    def abort(self) -> None:
+        """Drop a dead peer's connection at once (no closing handshake: nobody would answer it)."""
+        self._stopped = True
+        self._out = None
+        if self._transport is not None:
+            self._transport.abort()
 
     def _flush(self) -> None:
         out, self._out = self._out, None
@@ -302,6 +331,7 @@ class Connection:
 
     async def stop(self) -> None:
         """Leave every room, let queued work finish (cancel it if it hangs), send what is left, stop."""
+        self.app[SOCKETS].discard(self)
         await self.app[HUB].leave_all(self)
         worker = self._worker
         if worker is not None and not worker.done():

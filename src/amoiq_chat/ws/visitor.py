@@ -13,7 +13,7 @@ from ..bus import STAFF, VISITOR
 from ..errors import Forbidden, ValidationError
 from ..jsonutil import dumps, now_iso
 from ..http import validate
-from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, SOCKETS, WRITER
+from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, WRITER
 from ..services import chat, presence, sessions
 from ..services.widgets import origin_allowed
 from ..services.chat_schemas import JoinFrame, MessageBody, plain_message, SyncFrame, TypingFrame, VisitorFields
@@ -62,7 +62,6 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     session = await _session_for_token(request, session_id, token) if token else None
     ws = new_socket(app[SETTINGS].max_frame_bytes)
     await ws.prepare(request)
-    app[SOCKETS].add(ws)
     conn = Connection(app, ws, VISITOR)
     conn.session_id = session_id
     conn.info = {"origin": request.headers.get("Origin"), "since": since}
