@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, web
 from . import db
 from .bus import Bus
 from .keys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
-from .middlewares import add_common_headers, error_middleware, rate_limit_middleware
+from .middlewares import add_common_headers, gateway_middleware
 from .routes import PUBLIC_ROUTES, setup_routes
 from .services.chat import ChatHooks
 from .services.presence import Presence, new_process_id
@@ -116,7 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     if not (settings.database_url and settings.redis_url and settings.jwt_secret):
         raise ValueError("create_app needs database_url, redis_url and jwt_secret resolved")
     app = web.Application(
-        middlewares=[error_middleware, rate_limit_middleware],
+        middlewares=[gateway_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

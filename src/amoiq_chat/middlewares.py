@@ -54,12 +54,15 @@ def from_http_exception(exc: web.HTTPException, request: web.Request) -> ApiErro
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Turn every failure into the envelope; log unknown ones with the request id."""
+async def gateway_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """The request id, the HTTP rate limit, then the handler; every failure becomes the envelope,
+    unknown ones logged with the request id. One middleware, not one per concern: a WebSocket's
+    request keeps its middlewares' frames (and aiohttp's wrapper of each) for the socket's life."""
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
     request[REQUEST_ID] = request_id
     try:
+        await check_rate_limit(request)
         response = await handler(request)
     except ApiError as exc:
         return error_response(exc, request_id)
@@ -93,11 +96,10 @@ def client_ip(request: web.Request) -> str:
     return remote
 
 
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Fixed-window limit per client IP, shared by all processes through Redis."""
+async def check_rate_limit(request: web.Request) -> None:
+    """Fixed-window limit per client IP, shared by all processes through Redis: RateLimited when over."""
     if request.path in UNLIMITED_PATHS or request.headers.get("Upgrade", "").lower() == "websocket" or request.method == "OPTIONS":
-        return await handler(request)
+        return
     settings = request.app[SETTINGS]
     is_auth = request.path.startswith("/api/auth/")
     limit = settings.rate_limit_auth if is_auth else settings.rate_limit_http
@@ -111,7 +113,7 @@ async def rate_limit_middleware(request: web.Request, handler) -> web.StreamResp
             count, _ = await pipe.execute()
     except Exception as exc:  # Redis down: serve rather than refuse everybody
         log.warning("rate limit check skipped: %s", exc)
-        return await handler(request)
+        return
     reset = (window + 1) * limit.seconds
     headers = {
         "X-RateLimit-Limit": str(limit.count),
@@ -122,7 +124,6 @@ async def rate_limit_middleware(request: web.Request, handler) -> web.StreamResp
     if count > limit.count:
         retry = max(1, int(reset - now + 0.999))
         raise RateLimited(headers={**headers, "Retry-After": str(retry)})
-    return await handler(request)
 
 
 async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
