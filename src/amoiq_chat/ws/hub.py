@@ -17,7 +17,8 @@ class Hub:
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self.rooms: dict[str, set["Connection"]] = {}
+        # Lists, not sets: most rooms hold one or two sockets, and a socket joins a room once.
+        self.rooms: dict[str, list["Connection"]] = {}
         bus.on_event = self.deliver
         bus.on_local = self.deliver_event
         bus.on_reconnect = self.resync
@@ -26,18 +27,18 @@ class Hub:
         """Add a connection to a room; return once the bus listens to it."""
         if room in conn.rooms:
             return
-        conn.rooms.add(room)
-        self.rooms.setdefault(room, set()).add(conn)
+        conn.rooms.append(room)
+        self.rooms.setdefault(room, []).append(conn)
         await self.bus.subscribe(room)
 
     async def leave(self, conn: "Connection", room: str) -> None:
         """Remove a connection from a room."""
         if room not in conn.rooms:
             return
-        conn.rooms.discard(room)
+        conn.rooms.remove(room)
         members = self.rooms.get(room)
-        if members is not None:
-            members.discard(conn)
+        if members is not None and conn in members:
+            members.remove(conn)
             if not members:
                 del self.rooms[room]
         await self.bus.unsubscribe(room)

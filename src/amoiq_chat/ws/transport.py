@@ -84,7 +84,7 @@ class CatchUp:
 class Connection:
     """A WebSocket and what this process knows about it."""
 
-    __slots__ = ("app", "ws", "kind", "id", "tenant_id", "session_id", "session", "info", "user_id",
+    __slots__ = ("app", "ws", "kind", "id", "tenant_id", "session_id", "session", "origin", "since", "user_id",
                  "presence_field", "staff", "rooms", "cursors", "limit", "seen", "pinged_at", "_transport", "_out",
                  "_backlog", "_worker", "_closer", "_stopped", "_send_buffer", "_queue_max", "_window", "_count",
                  "_rejected")
@@ -97,11 +97,12 @@ class Connection:
         self.tenant_id: str | None = None
         self.session_id: str | None = None  # visitor sockets: the path's session
         self.session: dict | None = None  # visitor sockets, once joined: the session row
-        self.info: dict[str, Any] = {}
+        self.origin: str | None = None  # visitor sockets: the handshake's Origin header
+        self.since: int | None = None  # visitor sockets: the URL's ?since=
         self.user_id: str | None = None
         self.presence_field: str | None = None
-        self.staff: dict[str, Any] = {}  # staff sockets: id, role, name
-        self.rooms: set[str] = set()
+        self.staff: dict[str, Any] | None = None  # staff sockets: id, role, name
+        self.rooms: list[str] = []  # hub rooms joined (a handful: a list is a third of a set's size)
         self.cursors: dict[str, int] = {}
         settings = app[SETTINGS]
         self.limit = settings.rate_limit_ws

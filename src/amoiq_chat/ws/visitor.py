@@ -23,7 +23,7 @@ from .transport import Connection
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
-SOCKET_SESSION_FIELDS = ("session_id", "tenant_id", "site_key", "user_id", "fingerprint", "started_at")
+SOCKET_SESSION_FIELDS = ("session_id", "tenant_id", "site_key", "user_id")
 visitor_frames = Registry("visitor")
 
 
@@ -64,7 +64,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     conn = Connection(app, ws, VISITOR)
     conn.session_id = session_id
-    conn.info = {"origin": request.headers.get("Origin"), "since": since}
+    conn.origin, conn.since = request.headers.get("Origin"), since
     conn.start(request.transport)
     try:
         conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
@@ -91,9 +91,9 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None
     conn.tenant_id = session["tenant_id"]
     conn.user_id = session.get("user_id")
     # What a socket keeps of its session for its whole life (a plain dict of the fields that do not
-    # change): the rest of the row, e.g. status, is read when needed.
+    # change and that storing a message needs): the rest of the row, e.g. status, is read when needed.
     conn.session = {name: session.get(name) for name in SOCKET_SESSION_FIELDS}
-    origin = fields.get("origin") or conn.info.get("origin")
+    origin = fields.get("origin") or conn.origin
     value = {"sessionId": session["session_id"], "connectedAt": now_iso(),
              "domain": fields.get("domain") or (urlsplit(origin).hostname if origin else None),
              "origin": origin, "url": fields.get("url")}
@@ -103,7 +103,7 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None
                          ex=sessions.SESSION_TTL)
     if await app[PRESENCE].connected(conn.tenant_id, field_name, value):
         await chat.announce_online(app[BUS], conn.tenant_id, field_name, value)
-    await conn.follow(session["session_id"], conn.info.get("since"))
+    await conn.follow(session["session_id"], conn.since)
 
 
 async def _leave(conn: Connection) -> None:
@@ -134,7 +134,7 @@ async def join_with_site_key(conn: Connection, frame: dict) -> None:
     app = conn.app
     async with app[DB].acquire() as db_conn:
         widget = await sessions.find_widget(db_conn, site_key)
-        if not origin_allowed(widget["allowed_domains"], conn.info.get("origin")):
+        if not origin_allowed(widget["allowed_domains"], conn.origin):
             raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"},
                             details={"close": WSCloseCode.POLICY_VIOLATION})
         tenant_id = widget["tenant_id"]
