@@ -167,7 +167,8 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for running the `amoiq-chat` command against the test services."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-               JWT_SECRET=settings.jwt_secret, SEED_DEMO="0", LOG_LEVEL="WARNING", **extra)
+               JWT_SECRET=settings.jwt_secret, SEED_DEMO="0", LOG_LEVEL="WARNING")
+    env.update(extra)
     return env
 
 

@@ -1,5 +1,7 @@
 """The `amoiq-chat` command: migrate, create-admin, serve (one and several processes)."""
 import json
+import os
+import signal
 import subprocess
 import urllib.request
 
@@ -46,10 +48,13 @@ def test_bad_configuration_stops_with_a_clear_message(settings):
     assert "Traceback" not in result.stderr
 
 
-def test_serve_with_two_workers_shares_one_port(settings):
+def test_serve_with_two_workers_shares_one_port(settings, tmp_path):
     port = free_port()
-    process = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"],
-                               env=cli_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:  # the workers' own log, shown if they do not stop
+        process = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"],
+                                   env=cli_env(settings, LOG_LEVEL="INFO"), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     try:
         wait_for_port(port, process)
         for _ in range(20):
@@ -58,4 +63,10 @@ def test_serve_with_two_workers_shares_one_port(settings):
                 assert json.loads(resp.read())["services"]["postgres"]["status"] == "up"
     finally:
         process.terminate()
-        assert process.wait(30) == 0
+        try:
+            code = process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the workers too: nothing outlives the test
+            process.wait(10)
+            code = "still running 30 s after SIGTERM"
+    assert code == 0, f"serve --workers 2 ended with {code}; its log:\n{log_path.read_text()[-4000:]}"
