@@ -62,8 +62,27 @@ def test_schema_refuses_bad_rows(db_conn):
                         " VALUES (gen_random_uuid(), 'tenant-schema', 's-schema-1', 2, 'robot', 'x')")
         with pytest.raises(psycopg2.errors.CheckViolation):  # a job with neither a message nor a payload
             cur.execute("INSERT INTO webhook_outbox (tenant_id, event) VALUES ('tenant-schema', 'message.created')")
+        cur.execute("INSERT INTO widget_configs (tenant_id, site_key, business_name) VALUES ('tenant-schema', 'widget-schema', 'B')")
+        cur.execute("INSERT INTO sessions (session_id, tenant_id, site_key) VALUES"
+                    " ('s-schema-2', 'tenant-schema', NULL), ('s-schema-3', 'tenant-schema', 'widget-schema')")
+        cur.execute("INSERT INTO messages (id, tenant_id, session_id, seq, sender_type, message)"
+                    " VALUES (gen_random_uuid(), 'tenant-schema', 's-schema-2', 1, 'visitor', 'two'),"
+                    " (gen_random_uuid(), 'tenant-schema', 's-schema-3', 1, 'visitor', 'three')")
         cur.execute("INSERT INTO webhook_outbox (tenant_id, message_id, event)"
-                    " SELECT tenant_id, id, 'message.created' FROM messages WHERE session_id = 's-schema-1'")
+                    " SELECT tenant_id, id, 'message.created' FROM messages WHERE tenant_id = 'tenant-schema'")
+
+        def left() -> list[tuple[str, int]]:  # (session, outbox rows of its messages) of each message left
+            cur.execute("SELECT m.session_id, count(o.id) FROM messages m LEFT JOIN webhook_outbox o ON o.message_id = m.id"
+                        " WHERE m.tenant_id = 'tenant-schema' GROUP BY m.session_id ORDER BY m.session_id")
+            return cur.fetchall()
+
+        assert left() == [("s-schema-1", 1), ("s-schema-2", 1), ("s-schema-3", 1)]
+        cur.execute("DELETE FROM sessions WHERE session_id = 's-schema-2'")  # its messages and their jobs go too
+        assert left() == [("s-schema-1", 1), ("s-schema-3", 1)]
+        cur.execute("DELETE FROM widget_configs WHERE site_key = 'widget-schema'")  # its sessions, their messages, jobs
+        assert left() == [("s-schema-1", 1)]
+        cur.execute("SELECT count(*) FROM webhook_outbox WHERE tenant_id = 'tenant-schema'")
+        assert cur.fetchone() == (1,)
         cur.execute("DELETE FROM tenants WHERE id = 'tenant-schema'")
         cur.execute("SELECT (SELECT count(*) FROM messages WHERE tenant_id = 'tenant-schema'),"
                     " (SELECT count(*) FROM webhook_outbox WHERE tenant_id = 'tenant-schema')")
