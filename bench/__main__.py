@@ -218,7 +218,8 @@ class Bench:
                 errors += len(errs)
                 await asyncio.sleep(2.0)
                 rss = child.rss()
-                steps.append({"sockets": len(opened), "rss_mib": round(rss / 2**20, 1),
+                still_open = sum(1 for ws in opened if not ws.closed)  # none dropped (by the heartbeat, say)
+                steps.append({"sockets": len(opened), "open": still_open, "rss_mib": round(rss / 2**20, 1),
                               "kib_per_socket": round((rss - rss0) / max(len(opened), 1) / 1024, 2), "errors": errors,
                               "first_error": errs[0] if errs else None})
                 self.progress.finish()

@@ -151,6 +151,20 @@ async def _read_until(ws: aiohttp.ClientWebSocketResponse, want: Callable[[dict]
                 raise SetupError(f"error frame while waiting for {what}: {frame}")
 
 
+_DRAINING: set[asyncio.Task] = set()
+
+
+def _keep(task: asyncio.Task) -> None:
+    _DRAINING.add(task)
+    task.add_done_callback(_DRAINING.discard)
+
+
+async def _read_to_end(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Read a socket until it closes (answering pings on the way); its frames are not needed."""
+    async for _ in ws:
+        pass
+
+
 def _joined(frame: dict) -> bool:
     return frame.get("type") == "connection_status" and frame.get("status") == "joined"
 
@@ -368,7 +382,10 @@ async def run_max(pairs: list[Pair], duration: float, on_tick: Callable[[float],
 
 async def open_idle(http: aiohttp.ClientSession, base: str, count: int, prefix: str, first_frame: Callable[[str], bytes | None],
                     concurrency: int = 50) -> tuple[list, list]:
-    """Open `count` visitor sockets that send one frame (or none), wait for it to join them, then stay silent."""
+    """Open `count` visitor sockets that send one frame (or none), wait for it to join them, then stay silent.
+
+    Each socket then reads in the background until it closes, so it answers the server's
+    heartbeat pings as a browser does (aiohttp's client answers them only while reading)."""
     if not base.startswith(f"ws://{HOST}:"):
         raise ValueError(f"the load generator only targets {HOST}")
     gate = asyncio.Semaphore(concurrency)
@@ -384,6 +401,7 @@ async def open_idle(http: aiohttp.ClientSession, base: str, count: int, prefix: 
                 if frame:
                     await ws.send_frame(frame, TEXT)
                     await _read_until(ws, _joined, "connection_status joined")
+                _keep(asyncio.create_task(_read_to_end(ws)))
                 return ws
             except (SetupError, OSError, aiohttp.ClientError, TimeoutError) as exc:
                 errors.append(str(exc) or type(exc).__name__)

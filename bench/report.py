@@ -115,13 +115,14 @@ def render(results: dict) -> str:
         rows, notes = [], []
         for name, run in idle.items():
             if "error" in run:
-                rows.append([name, "n/a", "n/a", "n/a", "n/a"])
+                rows.append([name, "n/a", "n/a", "n/a", "n/a", "n/a"])
                 notes.append(f"  {name}: not available: {run['error']}")
             else:
                 for step in run["steps"]:
-                    rows.append([name, step["sockets"], step["rss_mib"], step["kib_per_socket"], step.get("errors", 0)])
+                    rows.append([name, step["sockets"], step.get("open", "-"), step["rss_mib"], step["kib_per_socket"],
+                                 step.get("errors", 0)])
         out += ["Idle visitor sockets (resident memory of the serving process)",
-                table(["target", "sockets", "RSS MiB", "KiB/socket", "errors"], rows), *notes, ""]
+                table(["target", "sockets", "still open", "RSS MiB", "KiB/socket", "errors"], rows), *notes, ""]
     http = results.get("http", {})
     if http:
         rows = []
