@@ -12,18 +12,24 @@ TOP = 25
 # Where a sample's time goes: the first of these functions found in its stack, from the top (innermost frame)
 # down. The names are the server's own (src/amoiq_chat), so a rename shows up as "other".
 PARTS = (
-    ("message writer: PostgreSQL transaction", ("MessageWriter._commit",)),
+    ("message writer: PostgreSQL statement", ("MessageWriter._store", "MessageWriter._cursor")),
     ("message writer: Redis publish + XADD", ("MessageWriter._announce",)),
-    ("message writer: other", ("MessageWriter.",)),
+    ("message writer: events, acks, local delivery", ("MessageWriter.",)),
     ("bus listener: Redis read + hand to sockets", ("Bus._listen", "Bus._read", "Hub.deliver")),
-    ("socket writes: per-socket queue, frames out", ("Connection._write_loop", "Connection._send_in_order")),
+    ("socket writes: frames out at the end of the tick", ("Connection._flush", "Connection._emit", "Connection._put",
+                                                          "Connection.deliver", "Connection._work",
+                                                          "Connection._send_in_order", "Connection.send")),
     ("socket reads: parse, validate, dispatch", ("read_frames", "Registry.dispatch", "on_message")),
+    ("heartbeat sweeps", ("Heartbeat.",)),
     ("HTTP handlers and middlewares", ("_handle", "middleware")),
     # Resumed coroutines whose caller py-spy cannot see: by library.
     ("Redis client, resumed elsewhere", ("AbstractConnection.", "_AsyncRESP", "StreamReader.", "StreamWriter.", "Pipeline.")),
     ("PostgreSQL client (aiopg), resumed elsewhere", ("Connection._poll", "Connection._ready", "Cursor.")),
     ("aiohttp WebSocket, resumed elsewhere", ("WebSocketResponse.", "WebSocketWriter.", "data_received")),
 )
+# The innermost Python frame of a sample taken while uvloop runs its own code (serve's asyncio.run;
+# aiohttp's run_app before 2026-11-30).
+LOOP_ROOTS = ("Runner.run (runners.py)", "run_app (web.py)")
 
 
 def part_of(frames: list[str]) -> str:
@@ -32,7 +38,7 @@ def part_of(frames: list[str]) -> str:
         for frame in reversed(frames):
             if any(name in frame for name in names):
                 return label
-    if frames and frames[-1].startswith("run_app"):
+    if frames and frames[-1].startswith(LOOP_ROOTS):
         return "event loop itself (uvloop: polling, socket I/O, callbacks)"
     return "other"
 
