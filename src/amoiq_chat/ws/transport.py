@@ -165,9 +165,14 @@ class Connection:
         """Check the database for messages of a followed conversation this socket has not had."""
         self._put(CatchUp(session_id))
 
+    @property
+    def _writable(self) -> bool:
+        """True while frames may still be sent: started, and neither stopped nor being dropped."""
+        return not self._stopped and self._closer is None and self._transport is not None
+
     def _put(self, item: Any) -> bool:
         """Send an item now, or queue it behind a database step; False when the socket is being dropped."""
-        if self._stopped or self._closer is not None or self._transport is None:
+        if not self._writable:
             return False
         if self._backlog is not None:
             if len(self._backlog) >= self._queue_max:
@@ -210,13 +215,13 @@ class Connection:
 
     def ping(self, now: float) -> None:
         """Send a ping (control frames may go between messages); the heartbeat waits for an answer."""
-        if not self._stopped and self._closer is None and self._transport is not None:
+        if self._writable:
             self.pinged_at = now
             self._write_soon(PING_FRAME)
 
     def pong(self, payload: bytes) -> None:
         """Answer the peer's ping with its payload (at most 125 bytes, RFC 6455 section 5.5)."""
-        if not self._stopped and self._closer is None and self._transport is not None:
+        if self._writable:
             payload = payload[:125]
             self._write_soon(bytes((_PONG, len(payload))) + payload)
 
