@@ -100,9 +100,9 @@ async def read_frames(conn: Connection, registry: Registry) -> None:
     ws = conn.ws
     clock = asyncio.get_running_loop().time
     async for msg in ws:
-        conn.seen = clock()  # any frame, pong or not, shows the peer is alive
+        conn.seen = now = clock()  # any frame, pong or not, shows the peer is alive
         if msg.type == WSMsgType.TEXT:
-            if conn.over_limit():
+            if conn.over_limit(now):
                 conn.send(error_frame(RateLimited("Too many frames; at most "
                                                   f"{conn.limit.count} per {conn.limit.seconds} s")))
                 if conn.abusive:

@@ -358,9 +358,8 @@ class Connection:
 
     # Reading -------------------------------------------------------------------------------
 
-    def over_limit(self) -> bool:
-        """Count a frame; True when it exceeds the per-connection rate (then it is refused)."""
-        now = asyncio.get_running_loop().time()
+    def over_limit(self, now: float) -> bool:
+        """Count a frame received at loop time `now`; True when it exceeds the per-connection rate (then it is refused)."""
         if now - self._window >= self.limit.seconds:
             self._window, self._count, self._rejected = now, 0, 0
         self._count += 1
