@@ -30,6 +30,7 @@ async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client,
     ids = await open_sessions(app, tenant, 4)
     writer = app[WRITER]
     batches_before = writer.batches
+    stream_before = await app[REDIS].xrevrange("meta:webhook_jobs", count=1)
     drafts = [Draft(tenant.id, ids[n % 4], "visitor", f"m{n}", client_message_id=f"c{n}") for n in range(200)]
     stored = await asyncio.gather(*(writer.submit(d) for d in drafts))
     assert writer.batches - batches_before < 50
@@ -48,8 +49,14 @@ async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client,
         assert [r[0] for r in cur.fetchall()] == [50, 50, 50, 51]
         cur.execute("SELECT count(*) FROM webhook_outbox WHERE tenant_id = %s", (tenant.id,))
         assert cur.fetchone() == (201,)
-    jobs = await app[REDIS].xrevrange("meta:webhook_jobs", count=5)
-    assert all(fields[b"tenant_id"] == tenant.id.encode() for _, fields in jobs)
+        cur.execute("SELECT m.id::text, o.id FROM messages m JOIN webhook_outbox o ON o.message_id = m.id"
+                    " WHERE m.tenant_id = %s", (tenant.id,))
+        stored_jobs = {(message_id, str(outbox_id)) for message_id, outbox_id in cur.fetchall()}
+    await writer.settled()  # the futures resolve as the announcement leaves, not when Redis answers
+    since = f"({stream_before[0][0].decode()}" if stream_before else "-"
+    jobs = await app[REDIS].xrange("meta:webhook_jobs", min=since)
+    ours = [(f[b"message_id"].decode(), f[b"outbox_id"].decode()) for _, f in jobs if f[b"tenant_id"] == tenant.id.encode()]
+    assert len(ours) == 201 and set(ours) == stored_jobs  # each stored message appended once, with its outbox row
 
 
 async def test_with_a_linger_messages_sent_apart_share_one_transaction(aiohttp_client, make_app, db_conn):
@@ -146,6 +153,9 @@ async def test_the_bus_resubscribes_after_redis_restarts(aiohttp_client, make_ap
     await recv(ws)
     await ws.send_json({"type": "join", "siteKey": tenant.site_key})
     await until(ws, "connection_status")
+    await app[WRITER].submit(Draft(tenant.id, sid, "agent", "before the restart", metadata={"agentName": "A"}))
+    await until(ws, "message")
+    await app[WRITER].settled()  # the writer's own Redis connection is open, to the Redis about to go
 
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     args = process.args
@@ -159,6 +169,10 @@ async def test_the_bus_resubscribes_after_redis_restarts(aiohttp_client, make_ap
         stored = await app[WRITER].submit(Draft(tenant.id, sid, "agent", "after the restart", metadata={"agentName": "A"}))
         frame = await until(ws, "message", timeout=10)
         assert frame["id"] == stored.id
+        # announced on the new Redis: a new connection, and the script loaded again (NOSCRIPT)
+        await app[WRITER].settled()
+        jobs = await app[REDIS].xrange("meta:webhook_jobs")
+        assert [f[b"message_id"].decode() for _, f in jobs] == [stored.id]
     finally:
         await ws.close()
         restarted.terminate()
