@@ -8,9 +8,9 @@ parameter; the statement locks the sessions touched (in session_id order), skips
 clientMessageIds, numbers each session's new messages from its last_seq, inserts them with
 their webhook outbox rows and advances the sessions. Then one Redis call publishes each
 message's event to `conversation:{sessionId}`, XADDs its webhook job to `meta:webhook_jobs`
-and refreshes `session:{sessionId}`; then the futures resolve. A repeated clientMessageId
-resolves to the stored row (not published again). With several writers, PostgreSQL works on
-one batch while this process prepares the next.
+and refreshes `session:{sessionId}`, sent just after the acks and frames; nobody waits for
+its reply (`settled()` does). A repeated clientMessageId resolves to the stored
+row (not published again). Redis announces one batch while PostgreSQL stores the next.
 """
 from __future__ import annotations
 
@@ -324,7 +324,7 @@ class MessageWriter:
 
         Publishing runs beside the next batch's statement: PostgreSQL stores batch N+1 while
         Redis announces batch N. Batches are announced in the order they were stored, one at
-        a time, and a sender's future resolves only once its batch is announced.
+        a time.
         """
         drafts = [d for d, _ in batch]
         try:
@@ -344,14 +344,14 @@ class MessageWriter:
 
     async def _publish(self, batch: list[tuple[Draft, asyncio.Future]], results: list[Any],
                        fresh: list[tuple[dict, int, Draft]]) -> None:
-        """Announce a stored batch, then resolve its senders' futures and deliver it to this process's sockets."""
+        """Resolve a stored batch's futures, deliver it to this process's sockets, then announce it.
+
+        Nobody waits for Redis: its reply would put a round trip, and the loop's backlog behind
+        it, on every message's way. Its call leaves two ticks later, once the acks and frames
+        are written: sent first, it woke Redis to compete with their readers for the cores
+        (2026-11-30, quick A/B at 4,000 msg/s: p99 7.1-7.4 ms with the call first, 5.1-5.5 after).
+        """
         events = [messages.message_event(row, self.bus.origin) for row, _, _ in fresh]
-        for attempt in (1, 2):  # a pooled connection may be stale after a Redis restart: retry once
-            try:
-                await self._announce(fresh, [data for _, data in events])
-                break
-            except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
-                log.warning("publishing %d stored messages failed (attempt %d): %s", len(fresh), attempt, exc)
         for (_, future), result in zip(batch, results):
             if future.done():
                 continue
@@ -359,10 +359,20 @@ class MessageWriter:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        if not events:
+            return
         # This process's sockets get the events directly (its bus listener skips them), after the
         # waiting senders have run: a sender's ack and the message's frames leave in one write.
-        if events:
-            asyncio.get_running_loop().call_soon(self._deliver_local, [event for event, _ in events])
+        asyncio.get_running_loop().call_soon(self._deliver_local, [event for event, _ in events])
+        await asyncio.sleep(0)  # the senders and the local delivery run, and queue their writes
+        await asyncio.sleep(0)  # the sockets write them
+        encoded = [data for _, data in events]
+        for attempt in (1, 2):  # the connection may be stale after a Redis restart: once more, on a new one
+            try:
+                await self._announce(fresh, encoded)
+                return
+            except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
+                log.warning("publishing %d stored messages failed (attempt %d): %s", len(fresh), attempt, exc)
 
     async def settled(self) -> None:
         """Wait until every batch stored so far has been announced on Redis."""
