@@ -67,8 +67,10 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BUS] = bus
     app[HUB] = Hub(bus)
     app[CHAT_HOOKS] = ChatHooks()
-    writer = MessageWriter(app[DB], redis, bus, queue_max=int(settings.extra.get("writer_queue", 10000)),
-                           batch_max=int(settings.extra.get("writer_batch", 500)), shards=settings.writer_shards, linger=settings.writer_linger_ms / 1000)
+    writer = MessageWriter(app[DB], settings.database_url, redis, bus,
+                           queue_max=int(settings.extra.get("writer_queue", 10000)),
+                           batch_max=int(settings.extra.get("writer_batch", 500)),
+                           shards=settings.writer_shards, linger=settings.writer_linger_ms / 1000)
     app[WRITER] = writer
     presence = Presence(redis, new_process_id(), ttl=int(settings.extra.get("presence_ttl", 15)))
     app[PRESENCE] = presence

@@ -31,6 +31,10 @@ def jsonb(value: Any) -> Json:
     return Json(value)
 
 
+# Every connection's session settings: times in UTC.
+SESSION_OPTIONS = "-c timezone=UTC"
+
+
 async def create_pool(dsn: str, minsize: int = 2, maxsize: int = 10) -> aiopg.Pool:
     """Open the pool once; rows come back as dicts, times in UTC."""
     return await aiopg.create_pool(
@@ -39,7 +43,7 @@ async def create_pool(dsn: str, minsize: int = 2, maxsize: int = 10) -> aiopg.Po
         maxsize=maxsize,
         timeout=10,
         cursor_factory=psycopg2.extras.RealDictCursor,
-        options="-c timezone=UTC",
+        options=SESSION_OPTIONS,
     )
 
 
