@@ -59,6 +59,29 @@ async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client,
     assert len(ours) == 201 and set(ours) == stored_jobs  # each stored message appended once, with its outbox row
 
 
+async def test_several_writer_shards_store_and_announce_every_message(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app(writer_shards=3))
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    ids = await open_sessions(app, tenant, 12)
+    writer = app[WRITER]
+    stream_before = await app[REDIS].xrevrange("meta:webhook_jobs", count=1)
+
+    async def sender(sid):  # one message at a time, as a socket sends: the shards' batches interleave
+        return [(await writer.submit(Draft(tenant.id, sid, "visitor", f"m{n}"))).seq for n in range(15)]
+
+    seqs = await asyncio.wait_for(asyncio.gather(*(sender(sid) for sid in ids)), 20)
+    assert seqs == [list(range(1, 16))] * len(ids)
+    await asyncio.wait_for(writer.settled(), 10)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT id::text FROM messages WHERE tenant_id = %s", (tenant.id,))
+        stored_ids = {r[0] for r in cur.fetchall()}
+    since = f"({stream_before[0][0].decode()}" if stream_before else "-"
+    jobs = await app[REDIS].xrange("meta:webhook_jobs", min=since)
+    ours = [f[b"message_id"].decode() for _, f in jobs if f[b"tenant_id"] == tenant.id.encode()]
+    assert len(stored_ids) == 180 and len(ours) == 180 and set(ours) == stored_ids
+
+
 async def test_with_a_linger_messages_sent_apart_share_one_transaction(aiohttp_client, make_app, db_conn):
     client = await aiohttp_client(make_app(writer_linger_ms=50))
     app = client.app

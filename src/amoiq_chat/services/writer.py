@@ -143,7 +143,7 @@ STOPPED = object()
 
 
 class Announcer:
-    """The writer's own Redis connection, for its one ANNOUNCE call per batch.
+    """A writer task's own Redis connection, for its one ANNOUNCE call per batch (calls never overlap).
 
     Taken from the app's pool once and kept: redis-py's per-command path (taking a pooled
     connection and giving it back, its retry and event layers) cost the server about as much
@@ -223,15 +223,17 @@ class SessionGone(ApiError):
 
 
 class _Shard:
-    """One writer task: its queue, and the connection it holds with the statement prepared on it."""
+    """One writer task: its queue, its PostgreSQL connection with the statement prepared on it, and
+    its Redis connection (an Announcer's calls must not overlap: one reply is read per call)."""
 
-    def __init__(self, queue_max: int) -> None:
+    def __init__(self, queue_max: int, redis: aioredis.Redis) -> None:
         self.queue: asyncio.Queue = asyncio.Queue(queue_max)
         self.task: asyncio.Task | None = None
         self.conn: aiopg.Connection | None = None
         self.cursor: aiopg.Cursor | None = None
         self.prepared_at = 0.0  # time.monotonic() of the last PREPARE on conn
         self.announcing: collections.deque[asyncio.Task] = collections.deque()  # stored batches being published, oldest first
+        self.announcer = Announcer(redis)
 
 
 class MessageWriter:
@@ -245,8 +247,7 @@ class MessageWriter:
         self.bus = bus
         self.batch_max = batch_max
         self.linger = linger  # seconds a batch waits for more messages (see LINGER_BELOW)
-        self._shards = [_Shard(queue_max) for _ in range(max(1, shards))]
-        self._announcer = Announcer(redis)
+        self._shards = [_Shard(queue_max, redis) for _ in range(max(1, shards))]
         self._refreshed: dict[str, float] = {}  # session id -> when session:{id} was last refreshed
         self.batches = 0
         self.stored = 0
@@ -271,7 +272,7 @@ class MessageWriter:
                 for task in shard.announcing:
                     await cancel_and_wait(task)
             await self._drop_connection(shard)
-        await self._announcer.close()
+            await shard.announcer.close()
 
     async def submit(self, draft: Draft) -> Stored:
         """Queue a message (waiting while its queue is full) and return it once committed."""
@@ -362,9 +363,9 @@ class MessageWriter:
         if len(announcing) >= ANNOUNCING_MAX:
             await asyncio.wait([announcing.popleft()])
         prior = announcing[-1] if announcing else None
-        announcing.append(asyncio.create_task(self._publish(batch, results, fresh, prior), name="message-announce"))
+        announcing.append(asyncio.create_task(self._publish(shard, batch, results, fresh, prior), name="message-announce"))
 
-    async def _publish(self, batch: list[tuple[Draft, asyncio.Future]], results: list[Any],
+    async def _publish(self, shard: _Shard, batch: list[tuple[Draft, asyncio.Future]], results: list[Any],
                        fresh: list[tuple[dict, int, Draft]], prior: asyncio.Task | None) -> None:
         """Resolve a stored batch's futures, deliver it to this process's sockets, then announce
         it once `prior` (the batch stored before it) is announced.
@@ -395,7 +396,7 @@ class MessageWriter:
         encoded = [data for _, data in events]
         for attempt in (1, 2):  # the connection may be stale after a Redis restart: once more, on a new one
             try:
-                await self._announce(fresh, encoded)
+                await self._announce(shard.announcer, fresh, encoded)
                 return
             except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
                 log.warning("publishing %d stored messages failed (attempt %d): %s", len(fresh), attempt, exc)
@@ -481,7 +482,7 @@ class MessageWriter:
         for event in events:
             self.bus.deliver_local(f"conversation:{event.session_id}", event)
 
-    async def _announce(self, fresh: list[tuple[dict, int, Draft]], encoded: list[bytes]) -> None:
+    async def _announce(self, announcer: Announcer, fresh: list[tuple[dict, int, Draft]], encoded: list[bytes]) -> None:
         """One Redis call for the whole batch: PUBLISH each event, XADD each webhook job, refresh sessions."""
         if not fresh:
             return
@@ -494,6 +495,6 @@ class MessageWriter:
             if draft.session is not None and now - self._refreshed.get(sid, -SESSION_REFRESH) >= SESSION_REFRESH:
                 self._refreshed[sid] = now
                 args += [f"session:{sid}", dumps(session_cache_value(draft.session))]
-        await self._announcer(args)
+        await announcer(args)
         if len(self._refreshed) > 10000:
             self._refreshed = {sid: t for sid, t in self._refreshed.items() if now - t < SESSION_REFRESH}
