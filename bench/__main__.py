@@ -79,12 +79,17 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
+    server_src = os.environ.get("BENCH_SERVER_SRC") or str(ROOT)
+
+    def commit_of(tree: str) -> str:
+        try:
+            return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
+                                  text=True).stdout.strip()
+        except OSError:
+            return ""
+
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "aiohttp": aiohttp.__version__,
-            "platform": platform.platform(), "commit": commit}
+            "platform": platform.platform(), "commit": commit_of(str(ROOT)), "server_commit": commit_of(server_src)}
 
 
 def busy_seconds() -> float:

@@ -13,7 +13,7 @@ TOP = 25
 # down. The names are the server's own (src/amoiq_chat), so a rename shows up as "other".
 PARTS = (
     ("message writer: PostgreSQL statement", ("MessageWriter._store", "MessageWriter._cursor")),
-    ("message writer: Redis publish + XADD", ("MessageWriter._announce",)),
+    ("message writer: Redis publish + XADD", ("MessageWriter._announce", "Announcer.")),
     ("message writer: events, acks, local delivery", ("MessageWriter.",)),
     ("bus listener: Redis read + hand to sockets", ("Bus._listen", "Bus._read", "Hub.deliver")),
     ("socket writes: frames out at the end of the tick", ("Connection._flush", "Connection._emit", "Connection._put",
