@@ -166,16 +166,40 @@ async def _drain(ws, wanted):
     return seen
 
 
-async def test_the_bus_resubscribes_after_redis_restarts(aiohttp_client, make_app, redis_server):
-    url, process = redis_server
-    client = await aiohttp_client(make_app(redis_url=url))
-    app = client.app
-    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
-    (sid,) = await open_sessions(app, tenant, 1)
+async def joined_visitor(aiohttp_client, app):
+    """A tenant, one session in it and its visitor socket, joined: (app, tenant, session id, socket)."""
+    client = await aiohttp_client(app)
+    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], agents=0)
+    (sid,) = await open_sessions(client.app, tenant, 1)
     ws = await client.ws_connect(f"/ws/{sid}")
     await recv(ws)
     await ws.send_json({"type": "join", "siteKey": tenant.site_key})
     await until(ws, "connection_status")
+    return client.app, tenant, sid, ws
+
+
+async def test_a_stalled_redis_does_not_hold_back_acks_and_the_jobs_follow(aiohttp_client, make_app, redis_server):
+    url, _ = redis_server
+    app, tenant, sid, ws = await joined_visitor(aiohttp_client, make_app(redis_url=url))
+    redis = app[REDIS]
+    await redis.execute_command("CLIENT", "PAUSE", 20000, "WRITE")  # PUBLISH, XADD and scripts wait; reads go on
+    try:
+        await ws.send_json({"type": "message", "message": "while Redis stalls", "clientMessageId": "stall-1"})
+        ack = await until(ws, "ack")  # stored and acknowledged without Redis
+        echoed = await until(ws, "meta_message_created")  # this process's sockets get it without Redis too
+        assert echoed["message"]["id"] == ack["id"]
+        assert await redis.xlen("meta:webhook_jobs") == 0
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+    await app[WRITER].settled()
+    jobs = await redis.xrange("meta:webhook_jobs")
+    assert [f[b"message_id"].decode() for _, f in jobs] == [ack["id"]]
+    await ws.close()
+
+
+async def test_the_bus_resubscribes_after_redis_restarts(aiohttp_client, make_app, redis_server):
+    url, process = redis_server
+    app, tenant, sid, ws = await joined_visitor(aiohttp_client, make_app(redis_url=url))
     await app[WRITER].submit(Draft(tenant.id, sid, "agent", "before the restart", metadata={"agentName": "A"}))
     await until(ws, "message")
     await app[WRITER].settled()  # the writer's own Redis connection is open, to the Redis about to go
