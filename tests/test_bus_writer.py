@@ -1,4 +1,5 @@
-"""The write path and the bus: batching, gapless seqs, all-or-nothing batches, bad events, slow peers, Redis restarts."""
+"""The write path and the bus: batching, gapless seqs, all-or-nothing batches, bad events, slow peers, Redis
+restarts and stalls, a lost database connection."""
 from __future__ import annotations
 
 import asyncio
@@ -7,9 +8,10 @@ import subprocess
 import pytest
 
 from amoiq_chat.bus import STAFF, encode_event
+from amoiq_chat.errors import InternalError
 from amoiq_chat.keys import BUS, DB, REDIS, SETTINGS, WRITER
 from amoiq_chat.services import sessions
-from amoiq_chat.services.writer import Draft
+from amoiq_chat.services.writer import WRITER_APPLICATION_NAME, Draft
 
 from .chat_fixtures import closed_with, make_tenant, recv, session_id, until
 from .conftest import wait_for_port
@@ -119,6 +121,29 @@ async def test_a_failing_batch_fails_every_message_in_it_and_writes_nothing(aioh
     assert later.seq == 1
     missing = await asyncio.gather(app[WRITER].submit(Draft(tenant.id, session_id(), "visitor", "x")), return_exceptions=True)
     assert missing[0].code == "SESSION_NOT_FOUND"
+
+
+async def test_the_writer_opens_a_new_connection_after_losing_its_own(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app())
+    app = client.app
+    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    (sid,) = await open_sessions(app, tenant, 1)
+    writer = app[WRITER]
+    assert (await writer.submit(Draft(tenant.id, sid, "visitor", "first"))).seq == 1
+    with db_conn.cursor() as cur:  # an administrator, a failover or a network cut ends it
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = %s", (WRITER_APPLICATION_NAME,))
+        assert cur.fetchall() == [(True,)]
+    with pytest.raises(InternalError):  # the batch that finds it gone fails whole: the sender retries
+        await writer.submit(Draft(tenant.id, sid, "visitor", "second", client_message_id="second"))
+    again = await writer.submit(Draft(tenant.id, sid, "visitor", "second", client_message_id="second"))
+    assert (again.seq, again.duplicate) == (2, False)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT seq, message FROM messages WHERE session_id = %s ORDER BY seq", (sid,))
+        assert cur.fetchall() == [(1, "first"), (2, "second")]
+        cur.execute("SELECT count(*) FROM webhook_outbox o JOIN messages m ON m.id = o.message_id WHERE m.session_id = %s",
+                    (sid,))
+        assert cur.fetchone() == (2,)
 
 
 async def test_a_malformed_event_is_skipped_and_the_bus_goes_on(aiohttp_client, make_app):

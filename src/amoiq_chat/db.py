@@ -31,8 +31,9 @@ def jsonb(value: Any) -> Json:
     return Json(value)
 
 
-# Every connection's session settings: times in UTC.
+# Every connection's session settings: times in UTC; and its name in pg_stat_activity.
 SESSION_OPTIONS = "-c timezone=UTC"
+APPLICATION_NAME = "amoiq-chat"
 
 
 async def create_pool(dsn: str, minsize: int = 2, maxsize: int = 10) -> aiopg.Pool:
@@ -44,6 +45,7 @@ async def create_pool(dsn: str, minsize: int = 2, maxsize: int = 10) -> aiopg.Po
         timeout=10,
         cursor_factory=psycopg2.extras.RealDictCursor,
         options=SESSION_OPTIONS,
+        application_name=APPLICATION_NAME,
     )
 
 

@@ -120,6 +120,7 @@ UNION ALL SELECT -1, message_id::text, id, NULL FROM outbox
 # that runs over 10 s instead, as aiopg would have.
 PREPARE_SETTINGS = "SET enable_seqscan = off; SET statement_timeout = '10s'"
 CONNECT_TIMEOUT = 10.0
+WRITER_APPLICATION_NAME = f"{db.APPLICATION_NAME} writer"  # its connections in pg_stat_activity
 PREPARE = "PREPARE amoiq_store_batch (json, timestamptz) AS " + STORE_BATCH
 REPREPARE = 30.0
 EXECUTE = "EXECUTE amoiq_store_batch (%s, %s)"
@@ -325,7 +326,8 @@ class MessageWriter:
         return shard.cursor
 
     async def _connect(self) -> aiopg.Connection:
-        return await aiopg.connect(self.dsn, timeout=None, enable_hstore=False, options=db.SESSION_OPTIONS)
+        return await aiopg.connect(self.dsn, timeout=None, enable_hstore=False, options=db.SESSION_OPTIONS,
+                                   application_name=WRITER_APPLICATION_NAME)
 
     async def _drop_connection(self, shard: _Shard) -> None:
         """Close the shard's connection (after an error, its state is unknown)."""
