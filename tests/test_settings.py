@@ -33,6 +33,7 @@ def test_environment_overrides_the_file():
     ({"WRITER_LINGER_MS": "51"}, "WRITER_LINGER_MS"),
     ({"WRITER_LINGER_MS": "-1"}, "WRITER_LINGER_MS"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"REDIS_POOL_MAX": "2", "WRITER_SHARDS": "2"}, "REDIS_POOL_MAX"),
     ({"JWT_SECRET": "short"}, "JWT_SECRET"),
     ({"ENVIRONMENT": "production"}, "JWT_SECRET"),
     ({"ENVIRONMENT": "production", "JWT_SECRET": "s" * 40}, "DATABASE_URL"),

@@ -188,6 +188,9 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: Path | str 
     settings = Settings(**values)
     if settings.db_pool_min > settings.db_pool_max:
         raise ConfigError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    if settings.redis_pool_max <= settings.writer_shards:
+        raise ConfigError("REDIS_POOL_MAX must be larger than WRITER_SHARDS (each message writer keeps one of its "
+                          "connections)")
     if settings.environment == "production":
         if not settings.jwt_secret:
             raise ConfigError("JWT_SECRET must be set in production (at least 32 characters)")
