@@ -88,10 +88,11 @@ async def test_visitor_and_agent_on_two_processes(servers, pool, http, settings,
     joined = await until(visitor, "agent_joined")
     assert joined["agentName"] == agent["name"]
 
-    # Visitor -> agent: each arrives once, in order.
-    acks = [await visitor_says(visitor, sid, f"visitor {n}", f"c-{n}") for n in range(1, 4)]
+    # Visitor -> agent: each arrives once, in order, its text intact through Redis (UTF-8 beyond ASCII).
+    said = [f"visitor {n}: ça va? 👋" for n in range(1, 4)]
+    acks = [await visitor_says(visitor, sid, text, f"c-{n}") for n, text in enumerate(said, 1)]
     got = [await until(staff, "new_message") for _ in range(3)]
-    assert [f["message"]["text"] for f in got] == ["visitor 1", "visitor 2", "visitor 3"]
+    assert [f["message"]["text"] for f in got] == said
     assert [f["message"]["id"] for f in got] == [ack["id"] for ack in acks]
     assert [f["message"]["sender"] for f in got] == ["customer"] * 3
 
@@ -113,7 +114,7 @@ async def test_visitor_and_agent_on_two_processes(servers, pool, http, settings,
         cur.execute("SELECT seq, sender_type, message FROM messages WHERE session_id = %s ORDER BY seq", (sid,))
         rows = cur.fetchall()
     assert [r[0] for r in rows] == list(range(1, 8))
-    assert [r[2] for r in rows] == ["Hello, I need help", "visitor 1", "visitor 2", "visitor 3", "agent 0", "agent 1", "agent 2"]
+    assert [r[2] for r in rows] == ["Hello, I need help", *said, "agent 0", "agent 1", "agent 2"]
 
     resp = await http.get(f"{b.url}/api/chat/messages", params={"tenantId": tenant.id, "sessionId": sid},
                           headers=tenant.bearer(tenant.secret_key))
