@@ -1,6 +1,9 @@
 """Widgets: create, list with stats and pagination, read, partial update, delete, public config, stats."""
 import pytest
 
+from amoiq_chat.keys import PUBLIC_WIDGETS
+from amoiq_chat.services.widgets import PUBLIC_TTL
+
 from .factories import (bearer, create_widget, expect, expect_error, fetch, insert_messages, insert_rating,
                         insert_session, register_admin)
 
@@ -168,6 +171,7 @@ async def test_update_widget_validation_changes_nothing(client, db_conn, change,
 async def test_delete_widget(client, db_conn):
     admin = await register_admin(client)
     widget = await create_widget(client, admin)
+    await expect(await client.get(f"/api/widgets/{widget['site_key']}/config"), 200)  # kept by this process
     body = await expect(await client.delete(f"/api/widgets/{widget['site_key']}", headers=admin.headers), 200)
     assert body == {"success": True, "message": "Widget deleted successfully"}
     assert count_widgets(db_conn, admin.tenant_id) == 0
@@ -202,6 +206,25 @@ async def test_config_answers_304_while_unchanged(client):
     changed = await client.get(url, headers={"If-None-Match": etag})
     assert changed.status == 200 and changed.headers["ETag"] != etag
     assert (await changed.json())["widgetTitle"] == "New"
+
+
+async def test_config_follows_changes_at_once_here_and_within_seconds_elsewhere(client, db_conn):
+    now = [0.0]
+    client.app[PUBLIC_WIDGETS].clock = lambda: now[0]  # the kept rows' clock
+    admin = await register_admin(client)
+    widget = await create_widget(client, admin)
+    url = f"/api/widgets/{widget['site_key']}/config"
+    await expect(await client.get(url), 200)
+    await expect(await client.put(f"/api/widgets/{widget['site_key']}", json={"is_active": False},
+                                  headers=admin.headers), 200)
+    await expect_error(await client.get(url), 404, "WIDGET_NOT_FOUND")  # changed through this process: at once
+    with db_conn.cursor() as cur:  # changed through another process (here: in the database)
+        cur.execute("UPDATE widget_configs SET is_active = true, widget_title = 'Elsewhere' WHERE site_key = %s",
+                    (widget["site_key"],))
+    now[0] += PUBLIC_TTL - 0.1
+    await expect_error(await client.get(url), 404, "WIDGET_NOT_FOUND")  # this process still has the row it read
+    now[0] += 0.1
+    assert (await expect(await client.get(url), 200))["widgetTitle"] == "Elsewhere"  # within PUBLIC_TTL s
 
 
 async def test_config_of_inactive_widget_is_404(client):

@@ -12,11 +12,12 @@ from aiohttp import WSCloseCode, web
 
 from . import db
 from .bus import Bus
-from .keys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
+from .keys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
 from .middlewares import add_common_headers, gateway_middleware
 from .routes import PUBLIC_ROUTES, setup_routes
 from .services.chat import ChatHooks
 from .services.presence import Presence, new_process_id
+from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
 from .settings import Settings
 from .workers.presence import PresenceWorker
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[SOCKETS] = set()
     app[STARTED_AT] = time.time()
+    app[PUBLIC_WIDGETS] = PublicWidgets()
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)

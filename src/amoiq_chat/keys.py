@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .bus import Bus
     from .services.chat import ChatHooks
     from .services.presence import Presence
+    from .services.widgets import PublicWidgets
     from .services.writer import MessageWriter
     from .ws.hub import Hub
     from .ws.transport import Connection
@@ -24,6 +25,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 # pinged by the heartbeat, closed with 1001 on shutdown.
 SOCKETS: web.AppKey[set[Connection]] = web.AppKey("sockets")
 STARTED_AT = web.AppKey("started_at", float)
+PUBLIC_WIDGETS: web.AppKey[PublicWidgets] = web.AppKey("public_widgets")  # widget rows kept for the public config
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)

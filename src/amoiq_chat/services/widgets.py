@@ -1,7 +1,8 @@
 """Widgets of a tenant: create, read, change, delete, and the public configuration."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+import time
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import aiopg
@@ -12,6 +13,41 @@ from ..store import widgets as store
 from . import stats
 
 MAX_SITE_KEY = 255
+# The public config of a widget is read on every page view of every visitor. A process keeps a
+# widget's row this long (its answer says `max-age=60` to browsers anyway); a change made
+# through this process is seen at once, one made through another process within this time.
+PUBLIC_TTL = 5.0
+PUBLIC_CACHED_MAX = 10_000  # widgets kept at once; when full, the cache starts again empty
+
+
+class PublicWidgets:
+    """Widget rows by siteKey for the public config, each kept PUBLIC_TTL seconds. Only widgets
+    that exist are kept (unknown siteKeys are asked of the database each time)."""
+
+    def __init__(self, ttl: float = PUBLIC_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._rows: dict[str, tuple[float, dict]] = {}
+
+    def get(self, site_key: str) -> dict | None:
+        """The kept row, while it is fresh."""
+        kept = self._rows.get(site_key)
+        if kept is None:
+            return None
+        if kept[0] <= self.clock():
+            del self._rows[site_key]
+            return None
+        return kept[1]
+
+    def keep(self, row: dict) -> None:
+        """Keep a row read from the database."""
+        if len(self._rows) >= PUBLIC_CACHED_MAX:
+            self._rows.clear()
+        self._rows[row["site_key"]] = (self.clock() + self.ttl, row)
+
+    def forget(self, site_key: str) -> None:
+        """Drop a widget this process changed or deleted."""
+        self._rows.pop(site_key, None)
 
 
 def widget_not_found(site_key: str) -> NotFound:
@@ -66,10 +102,14 @@ async def delete_widget(pool: aiopg.Pool, tenant_id: str, site_key: str) -> None
             raise widget_not_found(site_key)
 
 
-async def public_widget(pool: aiopg.Pool, site_key: str, origin: str | None) -> dict:
+async def public_widget(pool: aiopg.Pool, cache: PublicWidgets, site_key: str, origin: str | None) -> dict:
     """An active widget for the page embedding it; 404 unknown or inactive, 403 from a foreign origin."""
-    async with pool.acquire() as conn:
-        row = await store.widget_by_site_key(conn, site_key) if len(site_key) <= MAX_SITE_KEY else None
+    row = cache.get(site_key)
+    if row is None and len(site_key) <= MAX_SITE_KEY:
+        async with pool.acquire() as conn:
+            row = await store.widget_by_site_key(conn, site_key)
+        if row is not None:
+            cache.keep(row)
     if row is None or not row["is_active"]:
         raise widget_not_found(site_key)
     if origin and not origin_allowed(row["allowed_domains"], origin):

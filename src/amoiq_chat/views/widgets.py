@@ -8,7 +8,7 @@ from aiohttp import web
 from ..auth import ADMIN, SECRET_KEY, Principal, authenticate
 from ..http import json_response, read_json, validate
 from ..jsonutil import dumps, iso
-from ..keys import DB
+from ..keys import DB, PUBLIC_WIDGETS
 from ..schemas import PageSchema, WidgetSchema, load_changes
 from ..services import stats, widgets
 
@@ -93,6 +93,7 @@ async def update_widget(request: web.Request) -> web.Response:
     principal = await authenticate(request, allow=MANAGERS)
     changes = load_changes(WidgetSchema(), await read_json(request))
     row = await widgets.update_widget(request.app[DB], principal.tenant_id, request.match_info["site_key"], changes)
+    request.app[PUBLIC_WIDGETS].forget(row["site_key"])
     return _widget_answer("Widget updated successfully", row)
 
 
@@ -101,13 +102,15 @@ async def delete_widget(request: web.Request) -> web.Response:
     """Delete a widget and its conversations."""
     principal = await authenticate(request, allow=MANAGERS)
     await widgets.delete_widget(request.app[DB], principal.tenant_id, request.match_info["site_key"])
+    request.app[PUBLIC_WIDGETS].forget(request.match_info["site_key"])
     return json_response({"success": True, "message": "Widget deleted successfully"})
 
 
 @routes.get("/api/widgets/{site_key}/config", name="widget_config")
 async def widget_config(request: web.Request) -> web.Response:
     """Public: the configuration of an active widget, with an ETag (304 when unchanged)."""
-    row = await widgets.public_widget(request.app[DB], request.match_info["site_key"], request.headers.get("Origin"))
+    row = await widgets.public_widget(request.app[DB], request.app[PUBLIC_WIDGETS], request.match_info["site_key"],
+                                      request.headers.get("Origin"))
     body = dumps(config_json(row))
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": CONFIG_CACHE, "Vary": "Origin"}
