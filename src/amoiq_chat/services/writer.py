@@ -255,7 +255,6 @@ class MessageWriter:
                  batch_max: int = 500, shards: int = 1, linger: float = 0.0) -> None:
         self.pool = pool  # for reading back repeated messages
         self.dsn = dsn  # each writer opens its own connection
-        self.redis = redis
         self.bus = bus
         self.batch_max = batch_max
         self.linger = linger  # seconds a batch waits for more messages (see LINGER_BELOW)
