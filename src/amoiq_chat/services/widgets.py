@@ -84,22 +84,25 @@ async def list_widgets(pool: aiopg.Pool, tenant_id: str, page: int, limit: int) 
     return rows, await stats.tenant_stats(pool, tenant_id)
 
 
-async def update_widget(pool: aiopg.Pool, tenant_id: str, site_key: str, changes: Mapping[str, Any]) -> dict:
-    """Change some fields of one of the tenant's widgets."""
+async def update_widget(pool: aiopg.Pool, cache: PublicWidgets, tenant_id: str, site_key: str,
+                        changes: Mapping[str, Any]) -> dict:
+    """Change some fields of one of the tenant's widgets (its public config shows it at once here)."""
     async with pool.acquire() as conn:
         row = await store.update_widget(conn, tenant_id, site_key, changes) if len(site_key) <= MAX_SITE_KEY else None
         if row is None:
             await _owned(conn, tenant_id, site_key)  # says 404 or 403
             raise widget_not_found(site_key)  # deleted meanwhile
+    cache.forget(site_key)
     return row
 
 
-async def delete_widget(pool: aiopg.Pool, tenant_id: str, site_key: str) -> None:
-    """Delete one of the tenant's widgets, with its conversations."""
+async def delete_widget(pool: aiopg.Pool, cache: PublicWidgets, tenant_id: str, site_key: str) -> None:
+    """Delete one of the tenant's widgets, with its conversations (and its public config, at once here)."""
     async with pool.acquire() as conn:
         if len(site_key) > MAX_SITE_KEY or not await store.delete_widget(conn, tenant_id, site_key):
             await _owned(conn, tenant_id, site_key)
             raise widget_not_found(site_key)
+    cache.forget(site_key)
 
 
 async def public_widget(pool: aiopg.Pool, cache: PublicWidgets, site_key: str, origin: str | None) -> dict:

@@ -92,8 +92,8 @@ async def update_widget(request: web.Request) -> web.Response:
     """Change the given fields of a widget."""
     principal = await authenticate(request, allow=MANAGERS)
     changes = load_changes(WidgetSchema(), await read_json(request))
-    row = await widgets.update_widget(request.app[DB], principal.tenant_id, request.match_info["site_key"], changes)
-    request.app[PUBLIC_WIDGETS].forget(row["site_key"])
+    row = await widgets.update_widget(request.app[DB], request.app[PUBLIC_WIDGETS], principal.tenant_id,
+                                      request.match_info["site_key"], changes)
     return _widget_answer("Widget updated successfully", row)
 
 
@@ -101,8 +101,8 @@ async def update_widget(request: web.Request) -> web.Response:
 async def delete_widget(request: web.Request) -> web.Response:
     """Delete a widget and its conversations."""
     principal = await authenticate(request, allow=MANAGERS)
-    await widgets.delete_widget(request.app[DB], principal.tenant_id, request.match_info["site_key"])
-    request.app[PUBLIC_WIDGETS].forget(request.match_info["site_key"])
+    await widgets.delete_widget(request.app[DB], request.app[PUBLIC_WIDGETS], principal.tenant_id,
+                                request.match_info["site_key"])
     return json_response({"success": True, "message": "Widget deleted successfully"})
 
 
