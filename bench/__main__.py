@@ -191,6 +191,8 @@ class Bench:
         # Everything else the machine ran meanwhile (other users of the shared cores): a disturbed run shows here.
         others = snap["busy"] - snap["server"] - stats.loadgen_cpu_s - (snap["backing"] if check else 0.0)
         run["others_cpu_pct"] = round(100 * max(others, 0.0) / (snap["wall"] * (os.cpu_count() or 1)), 1)
+        # The whole machine: near 100 % the run was short of CPU; well below, something waited (a lock, a round trip).
+        run["machine_busy_pct"] = round(100 * snap["busy"] / (snap["wall"] * (os.cpu_count() or 1)), 1)
         if check:
             run["check"] = await verify(check[0], check[1], prefix, stats.sent, before_xlen)
             await asyncio.sleep(1.0)   # the statistics collector's delay

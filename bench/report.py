@@ -81,7 +81,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 MESSAGE_HEADERS = ["run", "pairs", "offered/s", "delivered/s", "x relay", "p50 ms", "p95 ms", "p99 ms", "x relay",
-                   "max ms", "lost", "srv us/msg", "x relay", "kernel %", "pg+redis us/msg", "loadgen us/msg", "others %", "stored once",
+                   "max ms", "lost", "srv us/msg", "x relay", "kernel %", "pg+redis us/msg", "loadgen us/msg", "others %", "busy %", "msg/commit", "stored once",
                    "webhook"]
 
 
@@ -97,7 +97,8 @@ def message_rows(results: dict) -> list[list]:
                      run["p50_ms"], run["p95_ms"], run["p99_ms"], run.get("x_relay_p99"), run["max_ms"], run["lost"],
                      run.get("server_cpu_us_per_msg"), run.get("x_relay_cpu"), run.get("server_cpu_system_pct"),
                      run.get("backing_cpu_us_per_msg"),
-                     run.get("loadgen_cpu_us_per_msg"), run.get("others_cpu_pct"),
+                     run.get("loadgen_cpu_us_per_msg"), run.get("others_cpu_pct"), run.get("machine_busy_pct"),
+                     round(1 / run["pg_commits_per_msg"], 1) if run.get("pg_commits_per_msg") else "-",
                      "-" if not check else f"{check['stored']}/{check['expected']} dup {check['duplicates']}",
                      "-" if not check else f"outbox {check['outbox_rows']} xadd {check['stream_appended']}"])
     return rows
