@@ -84,23 +84,49 @@ async def test_several_writer_shards_store_and_announce_every_message(aiohttp_cl
     assert len(stored_ids) == 180 and len(ours) == 180 and set(ours) == stored_ids
 
 
-async def test_with_a_linger_messages_sent_apart_share_one_transaction(aiohttp_client, make_app, db_conn):
+async def lingering_session(aiohttp_client, make_app):
+    """A tenant's session, and the writer of an app whose batches linger 50 ms."""
     client = await aiohttp_client(make_app(writer_linger_ms=50))
     app = client.app
     tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
     (sid,) = await open_sessions(app, tenant, 1)
-    writer = app[WRITER]
+    return tenant, sid, app[WRITER]
+
+
+async def two_messages_apart(writer, tenant, sid) -> tuple[int, int]:
+    """The seqs of two messages sent 10 ms apart (well inside a 50 ms linger)."""
     first = asyncio.create_task(writer.submit(Draft(tenant.id, sid, "visitor", "first")))
-    await asyncio.sleep(0.01)  # the gap between two messages, well inside the 50 ms linger
+    await asyncio.sleep(0.01)
     second = await writer.submit(Draft(tenant.id, sid, "visitor", "second"))
-    assert ((await first).seq, second.seq) == (1, 2)
+    return (await first).seq, second.seq
+
+
+def transactions(db_conn, sid) -> dict[int, str]:
+    """seq -> the transaction (xmin) that stored it, for a session's messages."""
     with db_conn.cursor() as cur:
-        cur.execute("SELECT count(DISTINCT xmin::text) FROM messages WHERE session_id = %s", (sid,))
-        assert cur.fetchone() == (1,)
-    alone = await writer.submit(Draft(tenant.id, sid, "visitor", "third"))
-    with db_conn.cursor() as cur:
-        cur.execute("SELECT count(DISTINCT xmin::text) FROM messages WHERE session_id = %s", (sid,))
-        assert (alone.seq, cur.fetchone()) == (3, (2,))
+        cur.execute("SELECT seq, xmin::text FROM messages WHERE session_id = %s", (sid,))
+        return dict(cur.fetchall())
+
+
+async def test_with_a_linger_messages_sent_apart_share_one_transaction(aiohttp_client, make_app, db_conn):
+    tenant, sid, writer = await lingering_session(aiohttp_client, make_app)
+    assert await two_messages_apart(writer, tenant, sid) == (1, 2)
+    assert (await writer.submit(Draft(tenant.id, sid, "visitor", "third"))).seq == 3
+    xmin = transactions(db_conn, sid)
+    assert xmin[1] == xmin[2] != xmin[3]
+
+
+async def test_after_a_full_batch_the_next_message_is_stored_without_lingering(aiohttp_client, make_app, db_conn):
+    # A writer whose last batch was big stores what it finds at once: senders that wait for their acks
+    # (all of that batch's) would each pay the linger, and more are on their way anyway. Two messages
+    # 10 ms apart then get two transactions, where after a small batch (the test above) they share one.
+    tenant, sid, writer = await lingering_session(aiohttp_client, make_app)
+    burst = await asyncio.gather(*(writer.submit(Draft(tenant.id, sid, "visitor", f"burst {n}")) for n in range(10)))
+    assert [s.seq for s in burst] == list(range(1, 11))
+    assert await two_messages_apart(writer, tenant, sid) == (11, 12)
+    xmin = transactions(db_conn, sid)
+    assert len({xmin[n] for n in range(1, 11)}) == 1  # the burst: one batch
+    assert len({xmin[1], xmin[11], xmin[12]}) == 3
 
 
 async def test_a_failing_batch_fails_every_message_in_it_and_writes_nothing(aiohttp_client, make_app, db_conn):

@@ -51,7 +51,7 @@ class Settings:
     db_pool_max: int = 10
     redis_pool_max: int = 50
     writer_shards: int = 1
-    writer_linger_ms: int = 0
+    writer_linger_ms: int = 1
     jwt_secret: str = ""
     jwt_issuer: str = "amoiq-chat"
     jwt_audience: str = "amoiq-chat"

@@ -51,7 +51,10 @@ ANNOUNCING_MAX = 2
 # With writer_linger_ms set, a batch whose first message finds fewer than this many queued
 # behind it waits that long for more: a batch costs about as much again as its messages, so
 # at a steady rate fewer, bigger batches save CPU for a little latency. A queue this long
-# already makes a batch worth its cost, and waiting then would only slow a backlog.
+# already makes a batch worth its cost, and waiting then would only slow a backlog. Nor does
+# a batch wait after one this big: a writer storing big batches back to back makes them by
+# itself, and when senders send their next message once acked, a linger there would hold up
+# all of them (the bench's maximum load) without bringing any message sooner.
 LINGER_BELOW = 8
 RETRYABLE = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
              psycopg2.errors.SerializationFailure)
@@ -244,6 +247,7 @@ class _Shard:
         self.conn: aiopg.Connection | None = None
         self.cursor: aiopg.Cursor | None = None
         self.prepared_at = 0.0  # time.monotonic() of the last PREPARE on conn
+        self.last_batch = 0  # messages in the batch taken before this one
         self.announcing: collections.deque[asyncio.Task] = collections.deque()  # stored batches being published, oldest first
         self.announcer = Announcer(redis)
 
@@ -302,7 +306,7 @@ class MessageWriter:
                 return
             batch = [item]
             stop = False
-            if self.linger and queue.qsize() < LINGER_BELOW:
+            if self.linger and queue.qsize() < LINGER_BELOW and shard.last_batch < LINGER_BELOW:
                 await asyncio.sleep(self.linger)
             while len(batch) < self.batch_max and not queue.empty():
                 item = queue.get_nowait()
@@ -310,6 +314,7 @@ class MessageWriter:
                     stop = True
                     break
                 batch.append(item)
+            shard.last_batch = len(batch)
             live = [(d, f) for d, f in batch if not f.done()]
             if live:
                 await self._write(shard, live)
