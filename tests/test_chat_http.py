@@ -119,6 +119,23 @@ async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_con
                  "text": "Hello, I need help", "senderType": "user"}}
 
 
+async def test_a_message_to_another_users_session_is_refused_and_changes_nothing(chat, db_conn):
+    client, tenant = chat
+    sid = session_id()
+    assert (await send(client, tenant, text="mine", sessionId=sid, userId="user-1",
+                       userInfo={"name": "Ann"})).status == 200
+    resp = await send(client, tenant, text="not yours", sessionId=sid, userId="user-2", fingerprint="fp-evil",
+                      userInfo={"name": "Mallory"})
+    body = await resp.json()
+    assert resp.status == 403 and body["code"] == "FORBIDDEN" and body["errors"] == {"userId": "does not match the session"}
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT fingerprint, user_id, visitor_name, visitor_info, last_seq FROM sessions WHERE session_id = %s",
+                    (sid,))
+        assert cur.fetchone() == ("fp-1", "user-1", "Ann", {"name": "Ann"}, 1)
+        cur.execute("SELECT count(*) FROM messages WHERE session_id = %s", (sid,))
+        assert cur.fetchone() == (1,)
+
+
 @pytest.mark.parametrize("body, field", [
     ({"sessionId": "session_12345678"}, "text"),
     ({"text": "   ", "sessionId": "session_12345678"}, "text"),

@@ -86,13 +86,15 @@ async def ensure_session(conn: aiopg.Connection, tenant_id: str, session_id: str
         "  visitor_email = COALESCE(EXCLUDED.visitor_email, sessions.visitor_email),"
         "  visitor_info = sessions.visitor_info || EXCLUDED.visitor_info"
         " WHERE sessions.tenant_id = EXCLUDED.tenant_id"
+        "  AND (EXCLUDED.user_id IS NULL OR sessions.user_id IS NULL OR sessions.user_id = EXCLUDED.user_id)"
         f" RETURNING {SESSION_COLUMNS}",
         (session_id, tenant_id, site_key, fingerprint, user_id, user_info.get("name"), user_info.get("email"),
          db.jsonb(user_info)),
     )
-    if row is None:
-        raise Forbidden("This session belongs to another tenant")
-    if user_id and row["user_id"] and row["user_id"] != user_id:
+    if row is None:  # refused, and nothing written: say whose it is
+        holder = await db.fetch_one(conn, "SELECT tenant_id FROM sessions WHERE session_id = %s", (session_id,))
+        if holder is None or holder["tenant_id"] != tenant_id:
+            raise Forbidden("This session belongs to another tenant")
         raise Forbidden("This session belongs to another user", errors={"userId": "does not match the session"})
     return row
 
