@@ -119,6 +119,29 @@ async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_con
                  "text": "Hello, I need help", "senderType": "user"}}
 
 
+async def test_a_later_message_adds_what_it_brings_to_its_session(chat, db_conn):
+    client, tenant = chat
+    sid = session_id()
+
+    def stored_session():
+        with db_conn.cursor() as cur:
+            cur.execute("SELECT site_key, fingerprint, user_id, visitor_name, visitor_email, visitor_info, last_seq"
+                        " FROM sessions WHERE session_id = %s", (sid,))
+            return cur.fetchone()
+
+    assert (await send(client, tenant, text="one", sessionId=sid)).status == 200
+    assert stored_session() == (None, "fp-1", None, None, None, {}, 1)
+    assert (await send(client, tenant, text="two", sessionId=sid, fingerprint="fp-2", siteKey=tenant.site_key,
+                       userId="user-1", userInfo={"name": "Ann", "phone": "555"})).status == 200
+    assert stored_session() == (tenant.site_key, "fp-2", "user-1", "Ann", None, {"name": "Ann", "phone": "555"}, 2)
+    assert (await send(client, tenant, text="three", sessionId=sid, fingerprint="fp-2", userId="user-1",
+                       userInfo={"phone": "555"})).status == 200  # nothing new: the session is as it was
+    assert stored_session() == (tenant.site_key, "fp-2", "user-1", "Ann", None, {"name": "Ann", "phone": "555"}, 3)
+    assert (await send(client, tenant, text="four", sessionId=sid, fingerprint="fp-2", userId="user-1",
+                       userInfo={"email": "ann@example.com"})).status == 200
+    assert stored_session()[4:] == ("ann@example.com", {"name": "Ann", "phone": "555", "email": "ann@example.com"}, 4)
+
+
 async def test_a_message_to_another_users_session_is_refused_and_changes_nothing(chat, db_conn):
     client, tenant = chat
     sid = session_id()
