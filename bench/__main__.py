@@ -237,11 +237,15 @@ class Bench:
         finally:
             await loadgen.close_all(opened)
 
-    async def http_route(self, name: str, make_request) -> None:
-        """Requests/s and latency of one route."""
+    async def http_route(self, name: str, make_request, target: Child) -> None:
+        """Requests/s and latency of one route, the serving process's CPU per request and the machine's busy %."""
         self.progress.start(f"HTTP {name}", self.args.http_duration)
+        cpu0, busy0, wall0 = target.cpu_seconds(), busy_seconds(), time.monotonic()
         stats = await loadgen.http_load(name, make_request, self.args.http_concurrency, self.args.http_duration, self.progress.tick)
-        self.results["http"][name] = stats.summary()
+        cpu, busy, wall = target.cpu_seconds() - cpu0, busy_seconds() - busy0, time.monotonic() - wall0
+        run = self.results["http"][name] = stats.summary()
+        run["server_cpu_us_per_request"] = round(1e6 * cpu / max(run["ok"], 1), 1)
+        run["machine_busy_pct"] = round(100 * busy / (wall * (os.cpu_count() or 1)), 1)
         self.progress.finish()
 
     async def run_relay(self) -> None:
@@ -256,7 +260,7 @@ class Bench:
         await self.messages("relay max", "max", self.relay_ep, [relay])
         if "http" in self.args.parts:
             url = f"http://127.0.0.1:{relay.port}/api/widgets/relay/config"
-            await self.http_route("relay GET widget config", lambda h, w, n: _get(h, url))
+            await self.http_route("relay GET widget config", lambda h, w, n: _get(h, url), relay)
 
     async def run_server(self) -> None:
         """The server, one process then two (visitor on one, agent on the other)."""
@@ -323,7 +327,7 @@ class Bench:
 
         base = f"http://127.0.0.1:{server.port}"
         config_url = f"{base}/api/widgets/{tenant.site_key}/config"
-        await self.http_route("server GET /api/widgets/{siteKey}/config", lambda h, w, n: _get(h, config_url))
+        await self.http_route("server GET /api/widgets/{siteKey}/config", lambda h, w, n: _get(h, config_url), server)
         prefix = f"bhttp-{secrets.token_hex(3)}"
         async with db.transaction(pool) as conn:
             await db.execute(conn, "INSERT INTO sessions (session_id, tenant_id, site_key, status, ai_mode)"
@@ -338,7 +342,7 @@ class Bench:
                                  "clientMessageId": f"h{w}-{n}"})
             return _post(h, url, body, headers)
 
-        await self.http_route("server POST /webchat/message", post)
+        await self.http_route("server POST /webchat/message", post, server)
 
     async def run(self) -> dict:
         """Every selected part, in order; each failure becomes a 'not available' row."""

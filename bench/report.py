@@ -128,11 +128,11 @@ def render(results: dict) -> str:
     if http:
         rows = []
         for name, run in http.items():
-            rows.append([name, run["requests_per_s"], run["p50_ms"], run["p99_ms"], run["ok"],
-                         ", ".join(f"{k}: {v}" for k, v in sorted(run["statuses"].items()))])
+            rows.append([name, run["requests_per_s"], run["p50_ms"], run["p99_ms"], run.get("server_cpu_us_per_request"),
+                         run.get("machine_busy_pct"), run["ok"], ", ".join(f"{k}: {v}" for k, v in sorted(run["statuses"].items()))])
         notes = [f"  {name}: not available: no 2xx answer" for name, run in http.items() if not run["ok"]]
         out += ["HTTP (requests back to back, fixed concurrency)",
-                table(["route", "req/s", "p50 ms", "p99 ms", "ok", "statuses"], rows), *notes, ""]
+                table(["route", "req/s", "p50 ms", "p99 ms", "srv us/req", "busy %", "ok", "statuses"], rows), *notes, ""]
     for name, run in results.get("messages", {}).items():
         prof = run.get("profile")
         if not prof:

@@ -1,6 +1,7 @@
 """Request and response helpers shared by the views: JSON in, validation, JSON out."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import marshmallow
@@ -61,18 +62,30 @@ def flatten_errors(messages: Any) -> dict[str, str]:
     return flat
 
 
-def validate(schema: marshmallow.Schema, data: Mapping[str, Any], *, partial: bool = False) -> dict:
-    """Load `data` with `schema`, or raise VALIDATION_ERROR naming each bad field.
+def validate(schema: marshmallow.Schema | type[marshmallow.Schema], data: Mapping[str, Any], *,
+             partial: bool = False) -> dict:
+    """Load `data` with `schema` (an instance, or a class: its one shared instance), or raise
+    VALIDATION_ERROR naming each bad field.
 
     `partial=True` makes the top-level fields optional (a partial update); objects nested in
     them (list items, sub-objects) are still validated whole.
     """
+    if isinstance(schema, type):
+        schema = shared_schema(schema)
     try:
         return schema.load(data, partial=tuple(schema.load_fields) if partial else False)
     except marshmallow.ValidationError as exc:
         errors = flatten_errors(exc.messages)
         summary = "; ".join(f"{field}: {problem}" for field, problem in errors.items())
         raise ValidationError(f"Validation error: {summary}", errors=errors) from None
+
+
+@functools.cache
+def shared_schema(cls: type[marshmallow.Schema]) -> marshmallow.Schema:
+    """One instance of a schema class for every request: a new instance deep-copies each declared
+    field (64 us for the message body, three times the cost of loading one), and `load` keeps no
+    state on the instance."""
+    return cls()
 
 
 def path_id(request: web.Request, name: str) -> int | None:

@@ -26,7 +26,7 @@ def not_blank(value: str) -> None:
         raise ValidationError("must not be blank")
 
 
-def load_changes(schema: Schema, data: dict) -> dict:
+def load_changes(schema: Schema | type[Schema], data: dict) -> dict:
     """Validate a partial update: only the given fields, at least one of them."""
     changes = validate(schema, data, partial=True)
     if not changes:

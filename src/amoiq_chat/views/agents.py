@@ -51,7 +51,7 @@ async def list_agents(request: web.Request) -> web.Response:
 async def create_agent(request: web.Request) -> web.Response:
     """Add an agent to the tenant."""
     principal = await authenticate(request, allow=(ADMIN,))
-    body = validate(AgentSchema(), await read_json(request))
+    body = validate(AgentSchema, await read_json(request))
     row = await accounts.create_agent(request.app[DB], principal.tenant_id, body)
     return json_response({"success": True, "message": "Agent created successfully",
                           "data": {"agent": agent_json(row)}}, status=201)
@@ -61,7 +61,7 @@ async def create_agent(request: web.Request) -> web.Response:
 async def update_agent(request: web.Request) -> web.Response:
     """Change some of an agent's fields (a new password, is_active false to lock them out)."""
     principal = await authenticate(request, allow=(ADMIN,))
-    changes = load_changes(AgentSchema(), await read_json(request))
+    changes = load_changes(AgentSchema, await read_json(request))
     row = await accounts.update_agent(request.app[DB], principal.tenant_id, agent_id(request), changes)
     return json_response({"success": True, "message": "Agent updated successfully", "data": {"agent": agent_json(row)}})
 

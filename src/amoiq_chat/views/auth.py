@@ -25,7 +25,7 @@ def agent_json(row: dict) -> dict:
 @routes.post("/api/auth/register", name="auth_register")
 async def register(request: web.Request) -> web.Response:
     """Create a tenant and its admin; answer the token and, this once, the secret key."""
-    body = validate(RegisterSchema(), await read_json(request))
+    body = validate(RegisterSchema, await read_json(request))
     tenant = await accounts.register(request.app[DB], **body)
     token = issue_token(request.app[SETTINGS], subject=str(tenant.admin["id"]), role=ADMIN, tenant_id=tenant.tenant_id)
     return json_response({
@@ -40,7 +40,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def _login(request: web.Request, role: str) -> web.Response:
-    body = validate(LoginSchema(), await read_json(request))
+    body = validate(LoginSchema, await read_json(request))
     app = request.app
     log_in = accounts.login_admin if role == ADMIN else accounts.login_agent
     row = await log_in(app[DB], app[REDIS], body["email"], body["password"])

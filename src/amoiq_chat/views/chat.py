@@ -32,7 +32,7 @@ def tenant_of(principal: Principal, tenant_id: str | None) -> str:
 async def anonymous_token(request: web.Request) -> web.Response:
     """Issue a visitor JWT bound to a session (created when new); `uid` only for a vouched-for userId."""
     principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
-    body = validate(AnonymousTokenBody(), await read_json(request, required=False))
+    body = validate(AnonymousTokenBody, await read_json(request, required=False))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
     async with request.app[DB].acquire() as conn:
@@ -52,7 +52,7 @@ async def anonymous_token(request: web.Request) -> web.Response:
 async def open_session(request: web.Request) -> web.Response:
     """Create or resume a visitor's session for a widget."""
     principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
-    body = validate(SessionBody(), await read_json(request))
+    body = validate(SessionBody, await read_json(request))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
     async with request.app[DB].acquire() as conn:
@@ -72,7 +72,7 @@ async def open_session(request: web.Request) -> web.Response:
 async def post_message(request: web.Request) -> web.Response:
     """Store a visitor's message sent over HTTP; everyone in the conversation gets it live."""
     principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, VISITOR))
-    body = validate(MessageBody(), await read_json(request))
+    body = validate(MessageBody, await read_json(request))
     tenant_id = tenant_of(principal, body.get("tenantId") or (principal.tenant_id if principal.role == VISITOR else None))
     session_id = body.get("sessionId") or principal.session_id
     if not session_id:
@@ -109,7 +109,7 @@ class MissingSession(ApiError):
 async def list_messages(request: web.Request) -> web.Response:
     """History, oldest first: a session's (sessionId) or a logged-in user's across sessions (userId)."""
     principal = await auth.authenticate(request, allow=(VISITOR, *STAFF_CREDENTIALS))
-    query = validate(HistoryQuery(), dict(request.query))
+    query = validate(HistoryQuery, dict(request.query))
     tenant_id = tenant_of(principal, query.get("tenantId"))
     session_id, user_id = query.get("sessionId"), query.get("userId")
     if not session_id and not user_id:

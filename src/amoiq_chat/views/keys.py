@@ -36,7 +36,7 @@ async def list_keys(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     """Create a key; a secret key is in this answer and nowhere else, ever."""
     principal = await authenticate(request, allow=(ADMIN,))
-    body = validate(ApiKeySchema(), await read_json(request))
+    body = validate(ApiKeySchema, await read_json(request))
     row, key = await tenants.add_api_key(request.app[DB], principal.tenant_id, body["kind"], body["name"])
     return json_response({"success": True, "message": "API key created successfully",
                           "data": {"key": key_json(row, key)}}, status=201)

@@ -34,7 +34,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 async def update_tenant(request: web.Request) -> web.Response:
     """Change the tenant's name or turn identity verification on or off."""
     principal = await authenticate(request, allow=(ADMIN,))
-    changes = load_changes(TenantSchema(), await read_json(request))
+    changes = load_changes(TenantSchema, await read_json(request))
     row = await tenants.update_tenant_settings(request.app[DB], principal.tenant_id, changes)
     return json_response({"success": True, "message": "Tenant updated successfully", "data": {"tenant": tenant_json(row)}})
 

@@ -53,7 +53,7 @@ def _widget_answer(message: str, row: dict, status: int = 200) -> web.Response:
 async def list_widgets(request: web.Request) -> web.Response:
     """One page of the tenant's widgets, the tenant's stats and the pagination."""
     principal = await authenticate(request, allow=MANAGERS)
-    query = validate(PageSchema(), dict(request.query))
+    query = validate(PageSchema, dict(request.query))
     rows, figures = await widgets.list_widgets(request.app[DB], principal.tenant_id, query["page"], query["limit"])
     return json_response({"success": True, "data": {
         "widgets": [widget_json(r) for r in rows],
@@ -66,7 +66,7 @@ async def list_widgets(request: web.Request) -> web.Response:
 async def create_widget(request: web.Request) -> web.Response:
     """Create a widget; unspecified fields take the seed's defaults."""
     principal = await authenticate(request, allow=MANAGERS)
-    body = validate(WidgetSchema(), await read_json(request))
+    body = validate(WidgetSchema, await read_json(request))
     row = await widgets.create_widget(request.app[DB], principal.tenant_id, _user_id(principal), body)
     return _widget_answer("Widget created successfully", row, status=201)
 
@@ -91,7 +91,7 @@ async def get_widget(request: web.Request) -> web.Response:
 async def update_widget(request: web.Request) -> web.Response:
     """Change the given fields of a widget."""
     principal = await authenticate(request, allow=MANAGERS)
-    changes = load_changes(WidgetSchema(), await read_json(request))
+    changes = load_changes(WidgetSchema, await read_json(request))
     row = await widgets.update_widget(request.app[DB], request.app[PUBLIC_WIDGETS], principal.tenant_id,
                                       request.match_info["site_key"], changes)
     return _widget_answer("Widget updated successfully", row)

@@ -130,7 +130,7 @@ async def join_with_site_key(conn: Connection, frame: dict) -> None:
     if not isinstance(site_key, str) or not site_key:
         raise ValidationError("Send siteKey with the first frame (or connect with ?token=)",
                               errors={"siteKey": "required to join the session"})
-    fields = validate(VisitorFields(), frame)
+    fields = validate(VisitorFields, frame)
     app = conn.app
     async with app[DB].acquire() as db_conn:
         widget = await sessions.find_widget(db_conn, site_key)
