@@ -7,9 +7,10 @@ import jwt
 import pytest
 
 from amoiq_chat import auth
-from amoiq_chat.keys import DB, SETTINGS
+from amoiq_chat.keys import DB, PUBLIC_WIDGETS, SETTINGS
 from amoiq_chat.jsonutil import iso
 from amoiq_chat.services import messages
+from amoiq_chat.services.widgets import PUBLIC_TTL
 
 from .chat_fixtures import make_tenant, recv, session_id, until
 
@@ -157,6 +158,32 @@ async def test_a_message_to_another_users_session_is_refused_and_changes_nothing
         assert cur.fetchone() == ("fp-1", "user-1", "Ann", {"name": "Ann"}, 1)
         cur.execute("SELECT count(*) FROM messages WHERE session_id = %s", (sid,))
         assert cur.fetchone() == (1,)
+
+
+async def test_a_message_sees_a_widget_changed_elsewhere_within_seconds_and_a_deleted_one_as_404(chat, db_conn):
+    client, tenant = chat
+    now = [0.0]
+    client.app[PUBLIC_WIDGETS].clock = lambda: now[0]  # the kept widget rows' clock
+    assert (await send(client, tenant, text="hi", sessionId=session_id(), siteKey=tenant.site_key)).status == 200
+    with db_conn.cursor() as cur:  # turned off through another process (here: in the database)
+        cur.execute("UPDATE widget_configs SET is_active = false WHERE site_key = %s", (tenant.site_key,))
+    now[0] += PUBLIC_TTL - 0.1
+    assert (await send(client, tenant, text="still", sessionId=session_id(), siteKey=tenant.site_key)).status == 200
+    now[0] += 0.1
+    resp = await send(client, tenant, text="off now", sessionId=session_id(), siteKey=tenant.site_key)
+    assert resp.status == 404 and (await resp.json())["code"] == "WIDGET_NOT_FOUND"
+    with db_conn.cursor() as cur:  # on again, read and kept; then deleted elsewhere, with its sessions
+        cur.execute("UPDATE widget_configs SET is_active = true WHERE site_key = %s", (tenant.site_key,))
+    now[0] += PUBLIC_TTL  # the row read as off is kept as long
+    assert (await send(client, tenant, text="on", sessionId=session_id(), siteKey=tenant.site_key)).status == 200
+    with db_conn.cursor() as cur:
+        cur.execute("DELETE FROM widget_configs WHERE site_key = %s", (tenant.site_key,))
+    sid = session_id()
+    resp = await send(client, tenant, text="gone", sessionId=sid, siteKey=tenant.site_key)  # the kept row says it exists
+    assert resp.status == 404 and (await resp.json())["code"] == "WIDGET_NOT_FOUND"
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM sessions WHERE session_id = %s", (sid,))
+        assert cur.fetchone() == (0,)
 
 
 @pytest.mark.parametrize("body, field", [

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiopg
+import psycopg2.errors
 
 from .. import db
 from ..auth import random_id, user_hash_valid
 from ..errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from ..jsonutil import iso, now_iso
 from ..store.widgets import widget_by_site_key
+
+if TYPE_CHECKING:
+    from .widgets import PublicWidgets
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._~-]{8,128}$")
 SESSION_TTL = 24 * 3600
@@ -45,9 +49,14 @@ def session_cache_value(row: dict) -> dict[str, Any]:
             "createdAt": iso(row.get("started_at")), "lastActivity": now_iso()}
 
 
-async def find_widget(conn: aiopg.Connection, site_key: str, tenant_id: str | None = None) -> dict:
-    """An active widget by site key (404 WIDGET_NOT_FOUND), checked against the caller's tenant (403)."""
-    widget = await widget_by_site_key(conn, site_key)
+async def find_widget(conn: aiopg.Connection, site_key: str, tenant_id: str | None = None,
+                      kept: PublicWidgets | None = None) -> dict:
+    """An active widget by site key (404 WIDGET_NOT_FOUND), checked against the caller's tenant (403).
+
+    With `kept` (the process's PublicWidgets), a row read less than PUBLIC_TTL ago will do: a widget
+    changed through another process may then be seen as it was, for that long.
+    """
+    widget = await kept.lookup(conn, site_key) if kept is not None else await widget_by_site_key(conn, site_key)
     if widget is None or not widget["is_active"]:
         raise WidgetNotFound(f"Widget not found for site key: {site_key}")
     if tenant_id is not None and widget["tenant_id"] != tenant_id:
@@ -72,25 +81,29 @@ async def verify_identity(conn: aiopg.Connection, tenant_id: str, user_id: str |
 async def ensure_session(conn: aiopg.Connection, tenant_id: str, session_id: str, *, site_key: str | None = None,
                          fingerprint: str | None = None, user_id: str | None = None,
                          user_info: dict | None = None) -> dict:
-    """Create the session for the tenant, or resume it (403 when another tenant or user holds it)."""
+    """Create the session for the tenant, or resume it (403 when another tenant or user holds it,
+    404 when its widget is gone)."""
     user_info = user_info or {}
-    row = await db.fetch_one(
-        conn,
-        "INSERT INTO sessions (session_id, tenant_id, site_key, fingerprint, user_id, visitor_name, visitor_email, visitor_info)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (session_id) DO UPDATE SET last_activity_at = now(),"
-        "  site_key = COALESCE(sessions.site_key, EXCLUDED.site_key),"
-        "  fingerprint = COALESCE(EXCLUDED.fingerprint, sessions.fingerprint),"
-        "  user_id = COALESCE(sessions.user_id, EXCLUDED.user_id),"
-        "  visitor_name = COALESCE(EXCLUDED.visitor_name, sessions.visitor_name),"
-        "  visitor_email = COALESCE(EXCLUDED.visitor_email, sessions.visitor_email),"
-        "  visitor_info = sessions.visitor_info || EXCLUDED.visitor_info"
-        " WHERE sessions.tenant_id = EXCLUDED.tenant_id"
-        "  AND (EXCLUDED.user_id IS NULL OR sessions.user_id IS NULL OR sessions.user_id = EXCLUDED.user_id)"
-        f" RETURNING {SESSION_COLUMNS}",
-        (session_id, tenant_id, site_key, fingerprint, user_id, user_info.get("name"), user_info.get("email"),
-         db.jsonb(user_info)),
-    )
+    try:
+        row = await db.fetch_one(
+            conn,
+            "INSERT INTO sessions (session_id, tenant_id, site_key, fingerprint, user_id, visitor_name, visitor_email, visitor_info)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (session_id) DO UPDATE SET last_activity_at = now(),"
+            "  site_key = COALESCE(sessions.site_key, EXCLUDED.site_key),"
+            "  fingerprint = COALESCE(EXCLUDED.fingerprint, sessions.fingerprint),"
+            "  user_id = COALESCE(sessions.user_id, EXCLUDED.user_id),"
+            "  visitor_name = COALESCE(EXCLUDED.visitor_name, sessions.visitor_name),"
+            "  visitor_email = COALESCE(EXCLUDED.visitor_email, sessions.visitor_email),"
+            "  visitor_info = sessions.visitor_info || EXCLUDED.visitor_info"
+            " WHERE sessions.tenant_id = EXCLUDED.tenant_id"
+            "  AND (EXCLUDED.user_id IS NULL OR sessions.user_id IS NULL OR sessions.user_id = EXCLUDED.user_id)"
+            f" RETURNING {SESSION_COLUMNS}",
+            (session_id, tenant_id, site_key, fingerprint, user_id, user_info.get("name"), user_info.get("email"),
+             db.jsonb(user_info)),
+        )
+    except psycopg2.errors.ForeignKeyViolation:  # its widget was deleted since the caller found it
+        raise WidgetNotFound(f"Widget not found for site key: {site_key}") from None
     if row is None:  # refused, and nothing written: say whose it is
         holder = await db.fetch_one(conn, "SELECT tenant_id FROM sessions WHERE session_id = %s", (session_id,))
         if holder is None or holder["tenant_id"] != tenant_id:

@@ -45,6 +45,15 @@ class PublicWidgets:
             self._rows.clear()
         self._rows[row["site_key"]] = (self.clock() + self.ttl, row)
 
+    async def lookup(self, conn: aiopg.Connection, site_key: str) -> dict | None:
+        """The widget's row (any tenant's, active or not): kept, or read from the database and kept."""
+        row = self.get(site_key)
+        if row is None and len(site_key) <= MAX_SITE_KEY:
+            row = await store.widget_by_site_key(conn, site_key)
+            if row is not None:
+                self.keep(row)
+        return row
+
     def forget(self, site_key: str) -> None:
         """Drop a widget this process changed or deleted."""
         self._rows.pop(site_key, None)
@@ -108,11 +117,9 @@ async def delete_widget(pool: aiopg.Pool, cache: PublicWidgets, tenant_id: str, 
 async def public_widget(pool: aiopg.Pool, cache: PublicWidgets, site_key: str, origin: str | None) -> dict:
     """An active widget for the page embedding it; 404 unknown or inactive, 403 from a foreign origin."""
     row = cache.get(site_key)
-    if row is None and len(site_key) <= MAX_SITE_KEY:
+    if row is None:
         async with pool.acquire() as conn:
-            row = await store.widget_by_site_key(conn, site_key)
-        if row is not None:
-            cache.keep(row)
+            row = await cache.lookup(conn, site_key)
     if row is None or not row["is_active"]:
         raise widget_not_found(site_key)
     if origin and not origin_allowed(row["allowed_domains"], origin):

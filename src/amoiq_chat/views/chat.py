@@ -7,7 +7,7 @@ from .. import auth
 from ..auth import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
 from ..errors import ApiError, Forbidden, ValidationError
 from ..http import json_response, read_json, validate
-from ..keys import CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, WRITER
+from ..keys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..jsonutil import dumps
 from ..services import chat, messages, sessions
 from ..services.chat_schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody
@@ -82,7 +82,7 @@ async def post_message(request: web.Request) -> web.Response:
     site_key = body.get("siteKey") or body.get("siteId")
     async with request.app[DB].acquire() as conn:
         if site_key:
-            site_key = (await sessions.find_widget(conn, site_key, tenant_id))["site_key"]
+            site_key = (await sessions.find_widget(conn, site_key, tenant_id, request.app[PUBLIC_WIDGETS]))["site_key"]
         user_id = body.get("userId")
         verified = principal.user_id == user_id if principal.role == VISITOR and user_id else \
             await sessions.verify_identity(conn, tenant_id, user_id, body.get("userHash"))
