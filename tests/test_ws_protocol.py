@@ -157,6 +157,24 @@ async def test_visitor_cannot_join_another_tenants_session(chat):
     await thief.close()
 
 
+async def test_a_join_sees_a_widget_deleted_elsewhere_as_not_found(chat, db_conn):
+    client, tenant = chat
+    first, _ = await visitor(client, tenant)
+    await first.send_json({"type": "message", "siteKey": tenant.site_key, "message": "hi"})
+    await until(first, "ack")  # the widget's row is now kept by this process
+    with db_conn.cursor() as cur:  # deleted through another process (here: in the database)
+        cur.execute("DELETE FROM widget_configs WHERE site_key = %s", (tenant.site_key,))
+    late, sid = await visitor(client, tenant)
+    await late.send_json({"type": "message", "siteKey": tenant.site_key, "message": "anyone?"})
+    error = await until(late, "error")
+    assert error["code"] == "WIDGET_NOT_FOUND"
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM sessions WHERE session_id = %s", (sid,))
+        assert cur.fetchone() == (0,)
+    await first.close()
+    await late.close()
+
+
 async def test_frames_over_the_cap_close_with_1009(chat):
     client, tenant = chat
     ws, _ = await visitor(client, tenant)

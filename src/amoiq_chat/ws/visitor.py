@@ -13,7 +13,7 @@ from ..bus import STAFF, VISITOR
 from ..errors import Forbidden, ValidationError
 from ..jsonutil import dumps, now_iso
 from ..http import validate
-from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, REDIS, SETTINGS, WRITER
+from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..services import chat, presence, sessions
 from ..services.widgets import origin_allowed
 from ..services.chat_schemas import JoinFrame, MessageBody, plain_message, SyncFrame, TypingFrame, VisitorFields
@@ -133,7 +133,7 @@ async def join_with_site_key(conn: Connection, frame: dict) -> None:
     fields = validate(VisitorFields, frame)
     app = conn.app
     async with app[DB].acquire() as db_conn:
-        widget = await sessions.find_widget(db_conn, site_key)
+        widget = await sessions.find_widget(db_conn, site_key, kept=app[PUBLIC_WIDGETS])
         if not origin_allowed(widget["allowed_domains"], conn.origin):
             raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"},
                             details={"close": WSCloseCode.POLICY_VIOLATION})
