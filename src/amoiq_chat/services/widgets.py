@@ -13,16 +13,17 @@ from ..store import widgets as store
 from . import stats
 
 MAX_SITE_KEY = 255
-# The public config of a widget is read on every page view of every visitor. A process keeps a
-# widget's row this long (its answer says `max-age=60` to browsers anyway); a change made
-# through this process is seen at once, one made through another process within this time.
+# The public config of a widget is read on every page view of every visitor, and the widget
+# of every HTTP message and socket join with a siteKey. A process keeps a widget's row this
+# long (the config's answer says `max-age=60` to browsers anyway); a change made through this
+# process is seen at once, one made through another process within this time.
 PUBLIC_TTL = 5.0
 PUBLIC_CACHED_MAX = 10_000  # widgets kept at once; when full, the cache starts again empty
 
 
 class PublicWidgets:
-    """Widget rows by siteKey for the public config, each kept PUBLIC_TTL seconds. Only widgets
-    that exist are kept (unknown siteKeys are asked of the database each time)."""
+    """Widget rows by siteKey (the public config, HTTP messages, socket joins), each kept PUBLIC_TTL
+    seconds. Only widgets that exist are kept (unknown siteKeys are asked of the database each time)."""
 
     def __init__(self, ttl: float = PUBLIC_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
