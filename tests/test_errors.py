@@ -1,4 +1,5 @@
 """The error envelope of SPEC section 3, from the router, the body reader and unknown errors."""
+import asyncio
 import logging
 import secrets
 
@@ -83,6 +84,22 @@ async def test_security_headers_on_every_response(client):
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert resp.headers["X-XSS-Protection"] == "1; mode=block"
         assert "Content-Security-Policy" in resp.headers and "Referrer-Policy" in resp.headers
+
+
+async def test_concurrent_requests_each_get_their_own_place_in_the_window(aiohttp_client, make_app):
+    # Requests arriving together are counted together (one Redis call per loop tick); each still gets
+    # its own place: the remaining counts are all different and exactly the limit's worth are served.
+    ip, other_ip = (f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}" for _ in range(2))
+    client = await aiohttp_client(make_app(rate_limit_http=RateLimit(5, 3600), trusted_proxies=("127.0.0.1",)))
+    headers = {"X-Forwarded-For": f"{ip}, 127.0.0.1"}
+    other = {"X-Forwarded-For": f"{other_ip}, 127.0.0.1"}  # another client in the same ticks: a window of its own
+    answers = await asyncio.gather(*(client.get("/api/nope", headers=other if n % 4 == 3 else headers)
+                                      for n in range(12)))
+    mine = [r for n, r in enumerate(answers) if n % 4 != 3]
+    assert sorted(r.status for r in mine) == [404] * 5 + [429] * 4
+    assert sorted(r.headers["X-RateLimit-Remaining"] for r in mine if r.status == 404) == ["0", "1", "2", "3", "4"]
+    theirs = [r for n, r in enumerate(answers) if n % 4 == 3]
+    assert sorted(r.headers["X-RateLimit-Remaining"] for r in theirs) == ["2", "3", "4"]
 
 
 async def test_http_rate_limit_is_shared_and_announced(aiohttp_client, make_app):

@@ -12,8 +12,9 @@ from aiohttp import WSCloseCode, web
 
 from . import db
 from .bus import Bus
-from .keys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
+from .keys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
 from .middlewares import add_common_headers, gateway_middleware
+from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
 from .services.chat import ChatHooks
 from .services.presence import Presence, new_process_id
@@ -56,6 +57,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         await client.ping()
         app[REDIS] = client
+        app[RATE_COUNTERS] = WindowCounters(client)
         yield
     finally:
         await client.aclose()

@@ -7,6 +7,7 @@ import aiopg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from .ratelimit import WindowCounters
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 SOCKETS: web.AppKey[set[Connection]] = web.AppKey("sockets")
 STARTED_AT = web.AppKey("started_at", float)
 PUBLIC_WIDGETS: web.AppKey[PublicWidgets] = web.AppKey("public_widgets")  # widget rows kept for the public config
+RATE_COUNTERS = web.AppKey("rate_counters", WindowCounters)  # the HTTP rate limit's windows, counted per loop tick
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -12,7 +12,7 @@ from aiohttp import web
 from .errors import (ApiError, Forbidden, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge,
                      RateLimited, Unauthorized, ValidationError)
 from .http import json_response
-from .keys import RATE_LIMIT_HEADERS, REDIS, REQUEST_ID, SETTINGS
+from .keys import RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,7 @@ async def check_rate_limit(request: web.Request) -> None:
     window = int(now // limit.seconds)
     key = f"ratelimit:{'auth' if is_auth else 'http'}:{client_ip(request)}:{window}"
     try:
-        async with request.app[REDIS].pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, limit.seconds + 1)
-            count, _ = await pipe.execute()
+        count = await request.app[RATE_COUNTERS].hit(key, limit.seconds + 1)
     except Exception as exc:  # Redis down: serve rather than refuse everybody
         log.warning("rate limit check skipped: %s", exc)
         return
