@@ -102,7 +102,10 @@ async def ensure_session(conn: aiopg.Connection, tenant_id: str, session_id: str
             (session_id, tenant_id, site_key, fingerprint, user_id, user_info.get("name"), user_info.get("email"),
              db.jsonb(user_info)),
         )
-    except psycopg2.errors.ForeignKeyViolation:  # its widget was deleted since the caller found it
+    except psycopg2.errors.ForeignKeyViolation:
+        if site_key is None:
+            raise
+        # its widget was deleted since the caller found it (with its tenant, if that went too)
         raise WidgetNotFound(f"Widget not found for site key: {site_key}") from None
     if row is None:  # refused, and nothing written: say whose it is
         holder = await db.fetch_one(conn, "SELECT tenant_id FROM sessions WHERE session_id = %s", (session_id,))
