@@ -98,6 +98,11 @@ def busy_seconds() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
+def machine_pct(cpu_seconds: float, wall: float) -> float:
+    """CPU seconds spent over `wall` seconds, in % of all the machine's cores."""
+    return round(100 * max(cpu_seconds, 0.0) / (wall * (os.cpu_count() or 1)), 1)
+
+
 def raise_fd_limit(needed: int) -> int:
     """Raise RLIMIT_NOFILE towards the hard limit (children inherit it); return the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -190,9 +195,9 @@ class Bench:
         run["redis_cpu_us_per_msg"] = round(1e6 * snap["redis"] / delivered, 1) if children and check else None
         # Everything else the machine ran meanwhile (other users of the shared cores): a disturbed run shows here.
         others = snap["busy"] - snap["server"] - stats.loadgen_cpu_s - (snap["backing"] if check else 0.0)
-        run["others_cpu_pct"] = round(100 * max(others, 0.0) / (snap["wall"] * (os.cpu_count() or 1)), 1)
+        run["others_cpu_pct"] = machine_pct(others, snap["wall"])
         # The whole machine: near 100 % the run was short of CPU; well below, something waited (a lock, a round trip).
-        run["machine_busy_pct"] = round(100 * snap["busy"] / (snap["wall"] * (os.cpu_count() or 1)), 1)
+        run["machine_busy_pct"] = machine_pct(snap["busy"], snap["wall"])
         if check:
             run["check"] = await verify(check[0], check[1], prefix, stats.sent, before_xlen)
             await asyncio.sleep(1.0)   # the statistics collector's delay
@@ -245,7 +250,7 @@ class Bench:
         cpu, busy, wall = target.cpu_seconds() - cpu0, busy_seconds() - busy0, time.monotonic() - wall0
         run = self.results["http"][name] = stats.summary()
         run["server_cpu_us_per_request"] = round(1e6 * cpu / max(run["ok"], 1), 1)
-        run["machine_busy_pct"] = round(100 * busy / (wall * (os.cpu_count() or 1)), 1)
+        run["machine_busy_pct"] = machine_pct(busy, wall)
         self.progress.finish()
 
     async def run_relay(self) -> None:
