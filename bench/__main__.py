@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 import psutil
 
-from . import loadgen, profile
+from . import loadgen, profile, rounds
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
 from .target import ROOT, Backing, BackingCpu, Child, Tenant, analyze, pg_commits, start_relay, start_server, verify, xlen
@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-analyze", dest="analyze", action="store_false",
                         help="do not ANALYZE the bench database after each load (see README)")
     parser.add_argument("--profile", action="store_true", help="py-spy the one-process server during its maximum load")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the selection this many times, each in a process of its own, and show each figure's median and range")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="in each round run REV's server too (a git revision, or a directory with a checkout), in alternating order, and compare")
+    parser.add_argument("--json", metavar="PATH", help="write the results here instead of bench/results/<timestamp>.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = min(args.duration, 4.0)
@@ -64,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not set(args.modes) <= {"fixed", "max"}:
         parser.error("--modes takes fixed, max or both")
     args.idle_steps = sorted(int(n) for n in args.idle.split(",") if n.strip())
+    if not 1 <= args.rounds <= 50:
+        parser.error("--rounds takes 1 to 50")
     if args.duration <= 0 or args.duration > 600 or args.fixed_pairs < 1 or args.max_pairs < 1:
         parser.error("durations must be in (0, 600] s and pair counts positive")
     return args
@@ -392,6 +399,8 @@ def _redact(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; print tables; write the JSON."""
     args = parse_args(argv)
+    if args.rounds > 1 or args.baseline:
+        return rounds.main(args, sys.argv[1:] if argv is None else argv)
     limit = raise_fd_limit(2 * max(args.idle_steps, default=0) + 4 * args.fixed_pairs + 1024)
     try:
         import uvloop
@@ -409,10 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     results["fd_limit"] = limit
     results["wall_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / (results["started"].replace(":", "").replace("-", "") + ".json")
+    path = Path(args.json).resolve() if args.json else RESULTS / (results["started"].replace(":", "").replace("-", "") + ".json")
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     print(render(results))
-    print(f"results: {path.relative_to(ROOT)}  ({results['wall_s']} s)")
+    print(f"results: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}  ({results['wall_s']} s)")
     return 0
 
 
