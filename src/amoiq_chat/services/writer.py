@@ -252,6 +252,14 @@ class _Shard:
         self.announcer = Announcer(redis)
 
 
+
+def _refuse(batch: list[tuple[Draft, asyncio.Future]], exc: BaseException) -> None:
+    """Fail every sender of a batch that could not be stored (each may retry)."""
+    error = InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
+
 class MessageWriter:
     """Store messages in batches, `shards` batches in flight at most; publish after commit."""
 
@@ -362,15 +370,12 @@ class MessageWriter:
         drafts = [d for d, _ in batch]
         try:
             results, fresh = await self._store(shard, drafts)
-        except (Exception, asyncio.CancelledError) as exc:  # cancelled: stopped before the batch was through
-            if not isinstance(exc, asyncio.CancelledError):
-                log.exception("storing a batch of %d messages failed", len(batch))
-            error = InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except asyncio.CancelledError as exc:  # stopped before the batch was through
+            _refuse(batch, exc)
+            raise
+        except Exception as exc:
+            log.exception("storing a batch of %d messages failed", len(batch))
+            _refuse(batch, exc)
             return
         self.batches += 1
         self.stored += len(fresh)
