@@ -100,9 +100,15 @@ def machine() -> dict:
 
 
 def busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy (all cores) so far."""
+    """CPU seconds the whole machine spent busy (all cores) so far, as its cores' time less their idle time.
+
+    The kernel counts idle time exactly (NO_HZ) but user and system time by sampling the task
+    running at each timer tick (CONFIG_TICK_CPU_ACCOUNTING, 250 Hz here), which misses short
+    bursts between ticks: with 1 ms pauses in the server's writer, the sampled figure read 14 %
+    less busy, the exact one 6 %, as did the processes' own CPU times (which the kernel keeps exactly).
+    """
     times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    return time.monotonic() * (os.cpu_count() or 1) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def machine_pct(cpu_seconds: float, wall: float) -> float:
