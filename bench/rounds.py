@@ -160,17 +160,17 @@ def one_run(argv: list[str], label: str, server_src: Path | None, stamp: str) ->
     else:
         env["BENCH_SERVER_SRC"] = str(server_src)
     started = time.monotonic()
-    print(f"  {label}: running ...", end="", file=sys.stderr, flush=True)
-    with open(log, "wb") as sink:
+    with open(log, "wb") as sink:   # the run's progress bar shows on a terminal; its tables go to the log
         done = subprocess.run([sys.executable, "-m", "bench", *argv, "--json", str(out)], cwd=ROOT, env=env,
-                              stdout=sink, stderr=subprocess.DEVNULL)
+                              stdout=sink, stderr=None if sys.stderr.isatty() else subprocess.DEVNULL)
     seconds = time.monotonic() - started
     if done.returncode != 0 or not out.exists():
-        print(f" failed (exit {done.returncode}) after {seconds:.0f} s; see {log.relative_to(ROOT)}", file=sys.stderr)
+        print(f"  {label}: failed (exit {done.returncode}) after {seconds:.0f} s; see {log.relative_to(ROOT)}",
+              file=sys.stderr)
         return None
     results = orjson.loads(out.read_bytes())
     headline = results.get("messages", {}).get("server-1p max", {}).get("x_relay_rate")
-    print(f" {seconds:.0f} s" + (f", one process at maximum {headline:.3f}x the relay" if headline else ""),
+    print(f"  {label}: {seconds:.0f} s" + (f", one process at maximum {headline:.3f}x the relay" if headline else ""),
           file=sys.stderr)
     return results
 
