@@ -405,6 +405,7 @@ def _redact(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; print tables; write the JSON."""
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # like Ctrl-C: stop the children, then exit
     if args.rounds > 1 or args.baseline:
         return rounds.main(args, sys.argv[1:] if argv is None else argv)
     limit = raise_fd_limit(2 * max(args.idle_steps, default=0) + 4 * args.fixed_pairs + 1024)
@@ -414,7 +415,6 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # like Ctrl-C: stop the children, then exit
     started = time.monotonic()
     try:
         results = asyncio.run(Bench(args).run())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from .target import ROOT, VAR
 
 RESULTS = ROOT / "bench" / "results"
 OWN_FLAGS = ("--rounds", "--baseline", "--json")   # each takes a value; a round's command line drops them
+STOP_TIMEOUT = 60.0   # seconds an interrupted run may take to stop its children
 
 # (label, key in a message run, digits): the figures a round contributes per message run.
 MESSAGE_FIGURES = (
@@ -160,12 +162,25 @@ def one_run(argv: list[str], label: str, server_src: Path | None, stamp: str) ->
     else:
         env["BENCH_SERVER_SRC"] = str(server_src)
     started = time.monotonic()
-    with open(log, "wb") as sink:   # the run's progress bar shows on a terminal; its tables go to the log
-        done = subprocess.run([sys.executable, "-m", "bench", *argv, "--json", str(out)], cwd=ROOT, env=env,
-                              stdout=sink, stderr=None if sys.stderr.isatty() else subprocess.DEVNULL)
+    # The run's progress bar shows on a terminal, its tables go to the log. It has a process group
+    # of its own: on Ctrl-C (or SIGTERM) this process passes it one SIGINT, which the run takes as
+    # its own Ctrl-C (it stops its relay, servers and services), and waits for it.
+    with open(log, "wb") as sink:
+        child = subprocess.Popen([sys.executable, "-m", "bench", *argv, "--json", str(out)], cwd=ROOT, env=env,
+                                 stdout=sink, stderr=None if sys.stderr.isatty() else subprocess.DEVNULL,
+                                 start_new_session=True)
+        try:
+            child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
     seconds = time.monotonic() - started
-    if done.returncode != 0 or not out.exists():
-        print(f"  {label}: failed (exit {done.returncode}) after {seconds:.0f} s; see {log.relative_to(ROOT)}",
+    if child.returncode != 0 or not out.exists():
+        print(f"  {label}: failed (exit {child.returncode}) after {seconds:.0f} s; see {log.relative_to(ROOT)}",
               file=sys.stderr)
         return None
     results = orjson.loads(out.read_bytes())
@@ -191,6 +206,7 @@ def main(args, argv: list[str]) -> int:
     sides = (["base"] if args.baseline else []) + ["this"]
     commits = {"base": base_commit, "this": this}
     runs: dict[str, list[dict]] = {side: [] for side in sides}
+    interrupted = False
     try:
         for n in range(1, args.rounds + 1):
             print(f"round {n}/{args.rounds}", file=sys.stderr)
@@ -200,7 +216,8 @@ def main(args, argv: list[str]) -> int:
                 if results is not None:
                     runs[side].append(results)
     except KeyboardInterrupt:
-        print("interrupted: the rounds so far follow", file=sys.stderr)
+        interrupted = True
+        print("interrupted: the runs so far follow", file=sys.stderr)
     finally:
         if made:
             _git("worktree", "remove", "--force", str(base_path))
@@ -214,4 +231,4 @@ def main(args, argv: list[str]) -> int:
                                    "runs": {side: [r["started"] for r in results] for side, results in runs.items()}},
                                   option=orjson.OPT_INDENT_2))
     print(f"results: {path.relative_to(ROOT)}")
-    return 0
+    return 130 if interrupted else 0
