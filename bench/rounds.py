@@ -152,14 +152,13 @@ def _git(*args: str, cwd: Path = ROOT) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def one_run(argv: list[str], label: str, server_src: Path | None, stamp: str) -> dict | None:
-    """One `python -m bench` run; its results, or None (the reason is printed)."""
+def one_run(argv: list[str], label: str, server_src: Path, stamp: str) -> dict | None:
+    """One `python -m bench` run serving `server_src`'s server; its results, or None (the reason is printed)."""
     out = RESULTS / f"rounds-{stamp}-{label}.json"
     log = VAR / f"round-{stamp}-{label}.log"
     env = dict(os.environ)
-    if server_src is None:
-        env.pop("BENCH_SERVER_SRC", None)
-    else:
+    env.pop("BENCH_SERVER_SRC", None)
+    if server_src != ROOT:
         env["BENCH_SERVER_SRC"] = str(server_src)
     started = time.monotonic()
     # The run's progress bar shows on a terminal, its tables go to the log. It has a process group
@@ -196,8 +195,10 @@ def main(args, argv: list[str]) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     argv = round_argv(argv)
-    this = _git("rev-parse", "--short", "HEAD") or "this tree"
-    if _git("status", "--porcelain", "--untracked-files=no"):
+    # "this": the server BENCH_SERVER_SRC names, as in a single run; else this tree's
+    this_src = Path(os.environ["BENCH_SERVER_SRC"]).resolve() if os.environ.get("BENCH_SERVER_SRC") else ROOT
+    this = _git("rev-parse", "--short", "HEAD", cwd=this_src) or str(this_src)
+    if _git("status", "--porcelain", "--untracked-files=no", cwd=this_src):
         this += "+changes"
     base_path = base_commit = None
     made = False
@@ -212,7 +213,7 @@ def main(args, argv: list[str]) -> int:
             print(f"round {n}/{args.rounds}", file=sys.stderr)
             order = sides if n % 2 else sides[::-1]
             for side in order:
-                results = one_run(argv, f"{n}-{side}", base_path if side == "base" else None, stamp)
+                results = one_run(argv, f"{n}-{side}", base_path if side == "base" else this_src, stamp)
                 if results is not None:
                     runs[side].append(results)
     except KeyboardInterrupt:
