@@ -252,13 +252,13 @@ class _Shard:
         self.announcer = Announcer(redis)
 
 
-
 def _refuse(batch: list[tuple[Draft, asyncio.Future]], exc: BaseException) -> None:
     """Fail every sender of a batch that could not be stored (each may retry)."""
     error = InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
     for _, future in batch:
         if not future.done():
             future.set_exception(error)
+
 
 class MessageWriter:
     """Store messages in batches, `shards` batches in flight at most; publish after commit."""
