@@ -34,7 +34,7 @@ PARTS = ("relay", "server1", "server2", "idle", "http")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; durations also from BENCH_DURATION / BENCH_HTTP_DURATION."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short loads, 1,000 idle sockets only: a smoke run (~1.5 min with the server)")
+    parser.add_argument("--quick", action="store_true", help="short loads, 1,000 idle sockets only: a smoke run (~1 min with the server)")
     parser.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)),
                         help="seconds of each message load (default 10, env BENCH_DURATION)")
     parser.add_argument("--rate", type=float, default=20.0, help="fixed load: messages per second per pair (20)")
