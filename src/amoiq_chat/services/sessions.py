@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiopg
 import psycopg2.errors
@@ -12,9 +12,7 @@ from ..auth import random_id, user_hash_valid
 from ..errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from ..jsonutil import iso, now_iso
 from ..store.widgets import widget_by_site_key
-
-if TYPE_CHECKING:
-    from .widgets import PublicWidgets
+from .widgets import PublicWidgets, widget_not_found
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._~-]{8,128}$")
 SESSION_TTL = 24 * 3600
@@ -24,10 +22,6 @@ SESSION_COLUMNS = ("session_id, tenant_id, site_key, user_id, fingerprint, visit
 
 class SessionNotFound(NotFound):
     code, default_message = "SESSION_NOT_FOUND", "Session not found"
-
-
-class WidgetNotFound(NotFound):
-    code, default_message = "WIDGET_NOT_FOUND", "Widget not found"
 
 
 def check_session_id(session_id: Any, field: str = "sessionId") -> str:
@@ -58,7 +52,7 @@ async def find_widget(conn: aiopg.Connection, site_key: str, tenant_id: str | No
     """
     widget = await kept.lookup(conn, site_key) if kept is not None else await widget_by_site_key(conn, site_key)
     if widget is None or not widget["is_active"]:
-        raise WidgetNotFound(f"Widget not found for site key: {site_key}")
+        raise widget_not_found(site_key)
     if tenant_id is not None and widget["tenant_id"] != tenant_id:
         raise Forbidden("This widget belongs to another tenant")
     return widget
@@ -106,7 +100,7 @@ async def ensure_session(conn: aiopg.Connection, tenant_id: str, session_id: str
         if site_key is None:
             raise
         # its widget was deleted since the caller found it (with its tenant, if that went too)
-        raise WidgetNotFound(f"Widget not found for site key: {site_key}") from None
+        raise widget_not_found(site_key) from None
     if row is None:  # refused, and nothing written: say whose it is
         holder = await db.fetch_one(conn, "SELECT tenant_id FROM sessions WHERE session_id = %s", (session_id,))
         if holder is None or holder["tenant_id"] != tenant_id:
