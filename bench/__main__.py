@@ -13,7 +13,6 @@ import platform
 import resource
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import psutil
 from . import loadgen, profile, rounds
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
-from .target import ROOT, Backing, BackingCpu, Child, Tenant, analyze, pg_commits, start_relay, start_server, verify, xlen
+from .target import ROOT, Backing, BackingCpu, Child, Tenant, analyze, git, pg_commits, start_relay, start_server, verify, xlen
 
 RESULTS = ROOT / "bench" / "results"
 PARTS = ("relay", "server1", "server2", "idle", "http")
@@ -86,17 +85,10 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    server_src = os.environ.get("BENCH_SERVER_SRC") or str(ROOT)
-
-    def commit_of(tree: str) -> str:
-        try:
-            return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
-                                  text=True).stdout.strip()
-        except OSError:
-            return ""
-
+    server_src = Path(os.environ.get("BENCH_SERVER_SRC") or ROOT)
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "aiohttp": aiohttp.__version__,
-            "platform": platform.platform(), "commit": commit_of(str(ROOT)), "server_commit": commit_of(server_src)}
+            "platform": platform.platform(), "commit": git("rev-parse", "--short", "HEAD"),
+            "server_commit": git("rev-parse", "--short", "HEAD", cwd=server_src)}
 
 
 def busy_seconds() -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 
 from .report import fmt, table
-from .target import ROOT, VAR
+from .target import ROOT, VAR, git
 
 RESULTS = ROOT / "bench" / "results"
 OWN_FLAGS = ("--rounds", "--baseline", "--json")   # each takes a value; a round's command line drops them
@@ -132,24 +132,19 @@ def summary_rows(runs: dict[str, list[dict]]) -> tuple[list[str], list[list]]:
 def worktree_for(rev: str) -> tuple[Path, str, bool]:
     """(checkout, commit, made here): a directory as it is, else a detached worktree of `rev`."""
     if Path(rev).is_dir():
-        return Path(rev).resolve(), _git("rev-parse", "--short", "HEAD", cwd=Path(rev)) or rev, False
-    commit = _git("rev-parse", "--short", f"{rev}^{{commit}}")
+        return Path(rev).resolve(), git("rev-parse", "--short", "HEAD", cwd=Path(rev)) or rev, False
+    commit = git("rev-parse", "--short", f"{rev}^{{commit}}")
     if not commit:
         raise SystemExit(f"--baseline {rev}: neither a directory nor a git revision of {ROOT}")
     path = VAR / f"baseline-{commit}"
     if path.exists():
-        _git("worktree", "remove", "--force", str(path))
+        git("worktree", "remove", "--force", str(path))
     VAR.mkdir(parents=True, exist_ok=True)
     made = subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), commit], cwd=ROOT,
                           capture_output=True, text=True)
     if made.returncode != 0:
         raise SystemExit(f"--baseline {rev}: git worktree add failed: {made.stderr.strip()}")
     return path, commit, True
-
-
-def _git(*args: str, cwd: Path = ROOT) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def one_run(argv: list[str], label: str, server_src: Path, stamp: str) -> dict | None:
@@ -197,8 +192,8 @@ def main(args, argv: list[str]) -> int:
     argv = round_argv(argv)
     # "this": the server BENCH_SERVER_SRC names, as in a single run; else this tree's
     this_src = Path(os.environ["BENCH_SERVER_SRC"]).resolve() if os.environ.get("BENCH_SERVER_SRC") else ROOT
-    this = _git("rev-parse", "--short", "HEAD", cwd=this_src) or str(this_src)
-    if _git("status", "--porcelain", "--untracked-files=no", cwd=this_src):
+    this = git("rev-parse", "--short", "HEAD", cwd=this_src) or str(this_src)
+    if git("status", "--porcelain", "--untracked-files=no", cwd=this_src):
         this += "+changes"
     base_path = base_commit = None
     made = False
@@ -221,7 +216,7 @@ def main(args, argv: list[str]) -> int:
         print("interrupted: the runs so far follow", file=sys.stderr)
     finally:
         if made:
-            _git("worktree", "remove", "--force", str(base_path))
+            git("worktree", "remove", "--force", str(base_path))
     headers, rows = summary_rows(runs)
     counts = ", ".join(f"{side} = {commits[side]}: {len(results)} of {args.rounds} runs" for side, results in runs.items())
     print(f"amoiq-chat bench rounds {stamp}  ({counts}; arguments: {' '.join(argv) or '-'})")

@@ -25,6 +25,15 @@ WEBHOOK_STREAM = "meta:webhook_jobs"
 HIGH_LIMIT = "1000000/1"   # rate limits out of the way: the bench measures the path, not the limiter
 
 
+def git(*args: str, cwd: Path = ROOT) -> str:
+    """What `git args` prints in `cwd`, stripped; "" when it fails or git is not installed."""
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
