@@ -41,8 +41,12 @@ class WindowCounters:
         except BaseException as exc:  # each waiting request gets the error (cancelled: is cancelled)
             for _, waiting in pending.values():
                 for future in waiting:
-                    if not future.done():
-                        future.cancel() if isinstance(exc, asyncio.CancelledError) else future.set_exception(exc)
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
