@@ -147,6 +147,7 @@ class BackingCpu:
 
     def __init__(self, redis_url: str) -> None:
         parts = urlsplit(redis_url)
+        self.redis_socket = parts.path if parts.scheme == "unix" else None
         self.redis_mark = parts.path if parts.scheme == "unix" else f":{parts.port or 6379}"
         self.start: dict[int, tuple[float, bool]] = {}
 
@@ -156,8 +157,13 @@ class BackingCpu:
         if name.startswith("postgres"):
             return f" {BENCH_DATABASE} " in cmdline
         if name.startswith("redis-server"):
-            return self.redis_mark in cmdline
+            # Redis names its process after one address: a unix socket shows only when it has no TCP port.
+            return self.redis_mark in cmdline or (self.redis_socket is not None and self._listens_on(proc))
         return False
+
+    def _listens_on(self, proc: psutil.Process) -> bool:
+        connections = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6 has only the latter
+        return any(conn.laddr == self.redis_socket for conn in connections(kind="unix"))
 
     def _snapshot(self) -> dict[int, tuple[float, bool]]:
         found = {}
