@@ -24,9 +24,9 @@ import psutil
 from . import loadgen, profile, rounds
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
-from .target import ROOT, Backing, BackingCpu, Child, Tenant, analyze, git, pg_commits, start_relay, start_server, verify, xlen
+from .target import (RESULTS, ROOT, Backing, BackingCpu, Child, Tenant, analyze, git, pg_commits, server_checkout,
+                     start_relay, start_server, verify, xlen)
 
-RESULTS = ROOT / "bench" / "results"
 PARTS = ("relay", "server1", "server2", "idle", "http")
 
 
@@ -85,10 +85,9 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    server_src = Path(os.environ.get("BENCH_SERVER_SRC") or ROOT)
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "aiohttp": aiohttp.__version__,
             "platform": platform.platform(), "commit": git("rev-parse", "--short", "HEAD"),
-            "server_commit": git("rev-parse", "--short", "HEAD", cwd=server_src)}
+            "server_commit": git("rev-parse", "--short", "HEAD", cwd=server_checkout())}
 
 
 def busy_seconds() -> float:

@@ -26,9 +26,8 @@ from pathlib import Path
 import orjson
 
 from .report import fmt, table
-from .target import ROOT, VAR, git
+from .target import RESULTS, ROOT, VAR, git, server_checkout
 
-RESULTS = ROOT / "bench" / "results"
 OWN_FLAGS = ("--rounds", "--baseline", "--json")   # each takes a value; a round's command line drops them
 STOP_TIMEOUT = 60.0   # seconds an interrupted run may take to stop its children
 
@@ -190,8 +189,7 @@ def main(args, argv: list[str]) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     argv = round_argv(argv)
-    # "this": the server BENCH_SERVER_SRC names, as in a single run; else this tree's
-    this_src = Path(os.environ["BENCH_SERVER_SRC"]).resolve() if os.environ.get("BENCH_SERVER_SRC") else ROOT
+    this_src = server_checkout()   # as in a single run
     this = git("rev-parse", "--short", "HEAD", cwd=this_src) or str(this_src)
     if git("status", "--porcelain", "--untracked-files=no", cwd=this_src):
         this += "+changes"

@@ -19,6 +19,7 @@ from amoiq_chat.settings import with_database, with_redis_db
 
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var" / "bench"
+RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "amoiq_bench"
 BENCH_REDIS_DB = 14
 WEBHOOK_STREAM = "meta:webhook_jobs"
@@ -32,6 +33,13 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     except OSError:
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def server_checkout() -> Path:
+    """The checkout whose server the bench runs: BENCH_SERVER_SRC (another checkout, to measure before
+    and after a change), else this tree."""
+    other = os.environ.get("BENCH_SERVER_SRC")
+    return Path(other).resolve() if other else ROOT
 
 
 def free_port() -> int:
@@ -148,7 +156,7 @@ class BackingCpu:
     def __init__(self, redis_url: str) -> None:
         parts = urlsplit(redis_url)
         self.redis_socket = parts.path if parts.scheme == "unix" else None
-        self.redis_mark = parts.path if parts.scheme == "unix" else f":{parts.port or 6379}"
+        self.redis_mark = self.redis_socket or f":{parts.port or 6379}"
         self.start: dict[int, tuple[float, bool]] = {}
 
     def _ours(self, proc: psutil.Process) -> bool:
@@ -253,9 +261,9 @@ def start_server(name: str, backing: Backing, jwt_secret: str) -> Child:
            "RATE_LIMIT_WS": HIGH_LIMIT, "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
            "HOST": "127.0.0.1"}
     env.pop("AMOIQ_REUSE_PORT", None)
-    other = os.environ.get("BENCH_SERVER_SRC")   # a checkout to measure instead of this one (before/after a change)
-    if other:
-        env["PYTHONPATH"] = str(Path(other).resolve() / "src")
+    checkout = server_checkout()
+    if checkout != ROOT:
+        env["PYTHONPATH"] = str(checkout / "src")
     child = Child(name, [sys.executable, "-m", "amoiq_chat", "serve", "--port", str(port)], env, port)
     child.wait_ready("/api/health", 90)
     return child
