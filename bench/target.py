@@ -280,7 +280,7 @@ class Tenant:
     async def create(self, pool, jwt_secret: str, agents: int) -> "Tenant":
         """Create a tenant with its admin, one widget and `agents` agents."""
         from amoiq_chat import db
-        from amoiq_chat.auth import issue_token, random_id
+        from amoiq_chat.credentials import issue_token, random_id
         from amoiq_chat.services.tenants import create_tenant_with_admin
         from amoiq_chat.settings import Settings
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import aiopg
 
-from amoiq_chat import auth, db
+from amoiq_chat import credentials, db
 from amoiq_chat.services.tenants import create_tenant_with_admin
 from amoiq_chat.settings import Settings
 
@@ -43,7 +43,7 @@ async def make_tenant(pool: aiopg.Pool, settings: Settings, *, agents: int = 1, 
     tag = secrets.token_hex(4)
     made = await create_tenant_with_admin(pool, username=f"admin_{tag}", email=f"admin_{tag}@example.com",
                                           password="password-123", name=f"Tenant {tag}")
-    site_key = auth.random_id("widget")
+    site_key = credentials.random_id("widget")
     async with db.transaction(pool) as conn:
         await db.execute(conn, "UPDATE tenants SET identity_verification = %s WHERE id = %s",
                          (identity_verification, made.tenant_id))
@@ -61,10 +61,10 @@ async def make_tenant(pool: aiopg.Pool, settings: Settings, *, agents: int = 1, 
                 " VALUES (%s, %s, %s, 'not-a-hash', %s) RETURNING id, full_name",
                 (made.tenant_id, f"agent{number}_{tag}", f"agent{number}_{tag}@example.com", f"Agent {number} {tag}"),
             ))
-    admin_token = auth.issue_token(settings, subject=str(made.admin["id"]), role=auth.ADMIN, tenant_id=made.tenant_id)
+    admin_token = credentials.issue_token(settings, subject=str(made.admin["id"]), role=credentials.ADMIN, tenant_id=made.tenant_id)
     tenant = Tenant(made.tenant_id, made.admin["id"], made.publishable_key, made.secret_key, admin_token, site_key)
     for row in rows:
-        token = auth.issue_token(settings, subject=str(row["id"]), role=auth.AGENT, tenant_id=made.tenant_id)
+        token = credentials.issue_token(settings, subject=str(row["id"]), role=credentials.AGENT, tenant_id=made.tenant_id)
         tenant.agents.append({"id": row["id"], "token": token, "name": row["full_name"]})
     return tenant
 

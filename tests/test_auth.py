@@ -1,7 +1,7 @@
 """auth/register, auth/login, auth/agent-login, auth/me: shapes, stored rows, validation, 409."""
 import pytest
 
-from amoiq_chat.auth import hash_api_key
+from amoiq_chat.credentials import hash_api_key
 
 from .factories import (PASSWORD, bearer, create_agent, expect, expect_error, fetch, register_admin,
                         unique)

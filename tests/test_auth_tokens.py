@@ -8,7 +8,7 @@ import time
 import jwt
 import pytest
 
-from amoiq_chat.auth import issue_token
+from amoiq_chat.credentials import issue_token
 
 from .factories import bearer, create_agent, expect, expect_error, register_admin
 

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from amoiq_chat.bus import STAFF, encode_event
+from amoiq_chat.bus import FOR_STAFF, encode_event
 from amoiq_chat.errors import InternalError
-from amoiq_chat.keys import BUS, DB, REDIS, SETTINGS, WRITER
+from amoiq_chat.appkeys import BUS, DB, REDIS, SETTINGS, WRITER
 from amoiq_chat.services import sessions
 from amoiq_chat.services.writer import WRITER_APPLICATION_NAME, Draft
 
@@ -180,7 +180,7 @@ async def test_a_malformed_event_is_skipped_and_the_bus_goes_on(aiohttp_client, 
     await recv(admin)
     await app[REDIS].publish(f"admin:{tenant.id}", b"\xff not an event")
     await app[REDIS].publish(f"admin:{tenant.id}", b'{"a": "ss"}\nonly-one-frame')
-    await app[BUS].publish(f"admin:{tenant.id}", encode_event([(STAFF, b'{"type":"user_online","userId":"u1"}')]))
+    await app[BUS].publish(f"admin:{tenant.id}", encode_event([(FOR_STAFF, b'{"type":"user_online","userId":"u1"}')]))
     assert (await recv(admin)) == {"type": "user_online", "userId": "u1"}
     await admin.close()
 

@@ -6,8 +6,8 @@ import io
 import jwt
 import pytest
 
-from amoiq_chat import auth
-from amoiq_chat.keys import DB, PUBLIC_WIDGETS, SETTINGS
+from amoiq_chat import credentials
+from amoiq_chat.appkeys import DB, PUBLIC_WIDGETS, SETTINGS
 from amoiq_chat.jsonutil import iso
 from amoiq_chat.services import messages
 from amoiq_chat.services.widgets import PUBLIC_TTL
@@ -67,7 +67,7 @@ async def test_identity_verification_requires_a_valid_user_hash(aiohttp_client, 
     assert resp.status == 401 and "userHash" in (await resp.json())["errors"]
     resp = await client.post("/api/chat/anonymous-token", json={**body, "userHash": "0" * 64}, headers=tenant.bearer())
     assert resp.status == 401
-    resp = await client.post("/api/chat/anonymous-token", json={**body, "userHash": auth.user_hash(secret, "user-42")},
+    resp = await client.post("/api/chat/anonymous-token", json={**body, "userHash": credentials.user_hash(secret, "user-42")},
                              headers=tenant.bearer())
     assert resp.status == 200
     claims = jwt.decode((await resp.json())["token"], options={"verify_signature": False})

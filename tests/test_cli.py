@@ -5,7 +5,7 @@ import signal
 import subprocess
 import urllib.request
 
-from amoiq_chat.auth import hash_api_key
+from amoiq_chat.credentials import hash_api_key
 
 from .conftest import CLI, cli_env, free_port, wait_for_port
 

@@ -1,7 +1,7 @@
 """Tenant isolation: tenant B's token and keys on every route with tenant A's ids get 403/404, change nothing."""
 import pytest
 
-from amoiq_chat.auth import issue_token
+from amoiq_chat.credentials import issue_token
 
 from .factories import (bearer, create_agent, create_widget, expect, expect_error, fetch, insert_messages,
                         insert_session, register_admin)

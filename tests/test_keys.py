@@ -1,7 +1,7 @@
 """API keys: list (secret keys by prefix only), create (secret shown once), revoke (at once, everywhere)."""
 import pytest
 
-from amoiq_chat.auth import hash_api_key
+from amoiq_chat.credentials import hash_api_key
 
 from .factories import bearer, expect, expect_error, fetch, register_admin
 

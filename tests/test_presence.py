@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from amoiq_chat.keys import BUS, DB, PRESENCE, REDIS, SETTINGS
+from amoiq_chat.appkeys import BUS, DB, PRESENCE, REDIS, SETTINGS
 from amoiq_chat.services.presence import Presence
 from amoiq_chat.workers.presence import PresenceWorker
 

@@ -1,7 +1,7 @@
 """Widgets: create, list with stats and pagination, read, partial update, delete, public config, stats."""
 import pytest
 
-from amoiq_chat.keys import PUBLIC_WIDGETS
+from amoiq_chat.appkeys import PUBLIC_WIDGETS
 from amoiq_chat.services.widgets import PUBLIC_TTL
 
 from .factories import (bearer, create_widget, expect, expect_error, fetch, insert_messages, insert_rating,

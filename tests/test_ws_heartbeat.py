@@ -5,8 +5,8 @@ import asyncio
 
 import aiohttp
 
-from amoiq_chat.bus import STAFF
-from amoiq_chat.keys import DB, SETTINGS, SOCKETS
+from amoiq_chat.bus import FOR_STAFF
+from amoiq_chat.appkeys import DB, SETTINGS, SOCKETS
 
 from .chat_fixtures import make_tenant, recv, session_id, until
 
@@ -41,7 +41,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_goes_offline(aio
     # The admin answered every ping meanwhile (several intervals): still served.
     await admin.send_json({"type": "get_waiting_sessions"})
     assert (await until(admin, "waiting_sessions"))["type"] == "waiting_sessions"
-    assert [conn.kind for conn in client.app[SOCKETS]] == [STAFF]
+    assert [conn.kind for conn in client.app[SOCKETS]] == [FOR_STAFF]
 
 
 async def test_a_peer_answering_pings_stays_and_its_pings_are_answered(aiohttp_client, make_app):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from amoiq_chat import auth
+from amoiq_chat import credentials
 from amoiq_chat.errors import ValidationError
 from amoiq_chat.http import validate
-from amoiq_chat.keys import DB, SETTINGS
-from amoiq_chat.services.chat_schemas import MessageBody, plain_message
+from amoiq_chat.appkeys import DB, SETTINGS
+from amoiq_chat.schemas import MessageBody
+from amoiq_chat.ws.frames import plain_message
 from amoiq_chat.settings import RateLimit
 from amoiq_chat.ws.registry import Registry
 
@@ -89,7 +90,7 @@ async def test_visitor_socket_with_a_token_is_bound_at_once(chat, db_conn):
 async def test_agent_socket_checks_its_token(chat, db_conn):
     client, tenant = chat
     agent, other = tenant.agents
-    visitor_token = auth.issue_token(client.app[SETTINGS], subject="session_x1234567", role=auth.VISITOR,
+    visitor_token = credentials.issue_token(client.app[SETTINGS], subject="session_x1234567", role=credentials.VISITOR,
                                      tenant_id=tenant.id, sid="session_x1234567")
     for url, status_code in [(f"/ws/agent/{agent['id']}", 401),
                              (f"/ws/agent/{other['id']}?token={agent['token']}", 403),
@@ -334,7 +335,7 @@ async def test_socket_join_checks_user_hash_when_identity_verification_is_on(aio
     await ws.send_json({**frame, "userHash": "f" * 64})
     assert (await recv(ws))["code"] == "UNAUTHORIZED"
     assert count(db_conn, sid) == 0
-    await ws.send_json({**frame, "userHash": auth.user_hash(secret, "user-1")})
+    await ws.send_json({**frame, "userHash": credentials.user_hash(secret, "user-1")})
     ack = await until(ws, "ack")
     with db_conn.cursor() as cur:
         cur.execute("SELECT m.user_id, s.user_id FROM messages m JOIN sessions s USING (session_id) WHERE m.id = %s",

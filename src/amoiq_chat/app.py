@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, web
 
 from . import db
 from .bus import Bus
-from .keys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
+from .appkeys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes

@@ -22,7 +22,8 @@ from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-VISITOR, STAFF, ALL = "v", "s", "a"
+# Audiences: which sockets get a frame of an event (roles are credentials.ADMIN, AGENT, ...).
+FOR_VISITORS, FOR_STAFF, FOR_ALL = "v", "s", "a"
 SUBSCRIBE_TIMEOUT = 5.0
 IDLE_PING_AFTER = 15.0
 MAX_BACKOFF = 5.0
@@ -41,7 +42,7 @@ class Event:
 
     def for_audience(self, audience: str) -> list[bytes]:
         """The frames one kind of socket receives."""
-        return [data for who, data in self.frames if who == ALL or who == audience]
+        return [data for who, data in self.frames if who == FOR_ALL or who == audience]
 
 
 def encode_event(frames: Iterable[tuple[str, bytes]], *, session_id: str | None = None, seq: int | None = None,

@@ -47,6 +47,20 @@ class ValidationError(ApiError):
     status, code, default_message = 400, "VALIDATION_ERROR", "Validation error"
 
 
+class MissingTenantId(ApiError):
+    status, code, default_message = 400, "MISSING_TENANT_ID", "Tenant ID is required"
+
+    def __init__(self) -> None:
+        super().__init__(errors={"tenantId": "required"})
+
+
+class MissingSessionId(ValidationError):
+    default_message = "sessionId is required"
+
+    def __init__(self) -> None:
+        super().__init__(errors={"sessionId": "required"})
+
+
 class Unauthorized(ApiError):
     status, code, default_message = 401, "UNAUTHORIZED", "Access token required"
 
@@ -65,6 +79,10 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status, code, default_message = 404, "NOT_FOUND", "Not found"
+
+
+class SessionNotFound(NotFound):
+    code, default_message = "SESSION_NOT_FOUND", "Session not found"
 
 
 class MethodNotAllowed(ApiError):

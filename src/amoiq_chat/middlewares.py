@@ -12,7 +12,7 @@ from aiohttp import web
 from .errors import (ApiError, Forbidden, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge,
                      RateLimited, Unauthorized, ValidationError)
 from .http import json_response
-from .keys import RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, SETTINGS
+from .appkeys import RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, SETTINGS
 
 log = logging.getLogger(__name__)
 

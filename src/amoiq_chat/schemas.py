@@ -1,4 +1,6 @@
-"""Marshmallow schemas of the account, key, tenant and widget request bodies (unknown fields refused)."""
+"""Marshmallow schemas of the REST bodies: accounts, keys, tenants and widgets (unknown fields refused), and the
+chat's visitor bodies (unknown fields ignored: widgets send more than the server needs), which the visitor's
+socket frames share (`ws/frames.py`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -170,3 +172,82 @@ class PageSchema(Schema):
 
     page = fields.Integer(load_default=1, validate=Range(1, 1_000_000))
     limit = fields.Integer(load_default=50, validate=Range(1, 100))
+
+
+# Chat: the visitor's bodies ---------------------------------------------------------------
+
+MAX_TEXT = 10000
+Text255 = lambda **kw: fields.Str(validate=Length(max=255), **kw)  # noqa: E731
+SessionIdField = lambda **kw: fields.Str(validate=[Length(min=8, max=128),  # noqa: E731
+                                                   Regexp(r"^[A-Za-z0-9._~-]+$", error="must be url-safe")], **kw)
+ClientMessageId = lambda: fields.Str(validate=Length(min=1, max=128), load_default=None)  # noqa: E731
+
+
+class Lenient(Schema):
+    """Ignores fields it does not know (frames carry timestamps and ids the server does not need)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class UserInfo(Lenient):
+    name = Text255(allow_none=True)
+    email = Text255(allow_none=True)
+    phone = fields.Str(validate=Length(max=64), allow_none=True)
+
+
+class VisitorFields(Lenient):
+    """What the 001 widget sends about the visitor with each message."""
+
+    tenantId = Text255()
+    sessionId = SessionIdField()
+    fingerprint = Text255(allow_none=True)
+    userId = Text255(allow_none=True)
+    userHash = fields.Str(validate=Length(max=128), allow_none=True)
+    userInfo = fields.Nested(UserInfo, allow_none=True)
+    domain = Text255(allow_none=True)
+    origin = fields.Str(validate=Length(max=2048), allow_none=True)
+    url = fields.Str(validate=Length(max=2048), allow_none=True)
+    referrer = fields.Str(validate=Length(max=2048), allow_none=True)
+    siteId = Text255(allow_none=True)
+    siteKey = Text255(allow_none=True)
+
+
+class HasText(Lenient):
+    """A message's `text` (or `message`, as the 004 widget says) and optional clientMessageId."""
+
+    text = fields.Str(validate=Length(max=MAX_TEXT))
+    message = fields.Str(validate=Length(max=MAX_TEXT))
+    clientMessageId = ClientMessageId()
+
+    @validates_schema
+    def has_text(self, data, **kwargs):
+        """One of text/message must hold something."""
+        if not (data.get("text") or data.get("message") or "").strip():
+            raise ValidationError("text (or message) is required", field_name="text")
+
+
+class MessageBody(VisitorFields, HasText):
+    """POST /webchat/message and the visitor's `message` frame."""
+
+
+class AnonymousTokenBody(Lenient):
+    tenantId = Text255()
+    sessionId = SessionIdField(allow_none=True)
+    userId = Text255(allow_none=True)
+    userHash = fields.Str(validate=Length(max=128), allow_none=True)
+    fingerprint = Text255(allow_none=True)
+    siteKey = Text255(allow_none=True)
+
+
+class SessionBody(AnonymousTokenBody):
+    siteKey = Text255(required=True)
+    userInfo = fields.Nested(UserInfo, allow_none=True)
+
+
+class HistoryQuery(Lenient):
+    tenantId = Text255()
+    sessionId = SessionIdField()
+    userId = Text255()
+    before = fields.UUID()
+    limit = fields.Int(validate=Range(min=1, max=200), load_default=50)

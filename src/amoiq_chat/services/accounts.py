@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from psycopg2.errors import UniqueViolation
 from redis.exceptions import RedisError
 
-from ..auth import hash_password, verify_password
+from ..credentials import hash_password, verify_password
 from ..errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from ..store import accounts as store
 from .lockout import check_lockout, clear_failures, record_failure

@@ -6,7 +6,7 @@ import secrets
 import aiopg
 
 from .. import db
-from ..auth import hash_password, random_id
+from ..credentials import hash_password, random_id
 from .tenants import create_tenant_with_admin
 
 DEMO_FAQ = [

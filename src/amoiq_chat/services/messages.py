@@ -12,7 +12,7 @@ from typing import Any
 import aiopg
 
 from .. import db
-from ..bus import STAFF, VISITOR, Event, encode_event
+from ..bus import FOR_STAFF, FOR_VISITORS, Event, encode_event
 from ..jsonutil import dumps, iso
 
 SENDER_001 = {"visitor": "user", "agent": "agent", "ai": "bot", "system": "system"}
@@ -104,9 +104,9 @@ def frames_for(row: dict) -> list[tuple[str, bytes]]:
     """Every frame one stored message produces, serialised once, with its audience."""
     frames = []
     if row["sender_type"] != "visitor":
-        frames.append((VISITOR, dumps(reply_frame(row))))
-    frames.append((VISITOR, dumps(meta_frame(row))))
-    frames.append((STAFF, dumps(new_message_frame(row))))
+        frames.append((FOR_VISITORS, dumps(reply_frame(row))))
+    frames.append((FOR_VISITORS, dumps(meta_frame(row))))
+    frames.append((FOR_STAFF, dumps(new_message_frame(row))))
     return frames
 
 

@@ -8,8 +8,8 @@ import aiopg
 import psycopg2.errors
 
 from .. import db
-from ..auth import random_id, user_hash_valid
-from ..errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from ..credentials import random_id, user_hash_valid
+from ..errors import Conflict, Forbidden, SessionNotFound, Unauthorized, ValidationError
 from ..jsonutil import iso, now_iso
 from ..store.widgets import widget_by_site_key
 from .widgets import PublicWidgets, widget_not_found
@@ -18,10 +18,6 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9._~-]{8,128}$")
 SESSION_TTL = 24 * 3600
 SESSION_COLUMNS = ("session_id, tenant_id, site_key, user_id, fingerprint, visitor_name, visitor_email, visitor_info,"
                    " status, assigned_agent_id, ai_mode, last_seq, started_at, last_activity_at, escalated_at, accepted_at")
-
-
-class SessionNotFound(NotFound):
-    code, default_message = "SESSION_NOT_FOUND", "Session not found"
 
 
 def check_session_id(session_id: Any, field: str = "sessionId") -> str:

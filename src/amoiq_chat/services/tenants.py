@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aiopg
 
 from .. import db
-from ..auth import hash_password, new_api_key, random_id
+from ..credentials import hash_password, new_api_key, random_id
 from ..errors import NotFound
 from ..store import api_keys, tenants as store
 

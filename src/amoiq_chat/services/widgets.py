@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import aiopg
 
-from ..auth import random_id
+from ..credentials import random_id
 from ..errors import Forbidden, NotFound
 from ..store import widgets as store
 from . import stats

@@ -31,7 +31,7 @@ from redis.exceptions import NoScriptError
 
 from .. import db
 from ..bus import Bus, Event
-from ..errors import ApiError, InternalError
+from ..errors import InternalError, SessionNotFound
 from ..jsonutil import dumps, dumps_str, iso
 from ..tasks import cancel_and_wait
 from . import messages
@@ -233,10 +233,6 @@ class Stored:
         return self.row["seq"]
 
 
-class SessionGone(ApiError):
-    status, code, default_message = 404, "SESSION_NOT_FOUND", "Session not found"
-
-
 class _Shard:
     """One writer task: its queue, its PostgreSQL connection with the statement prepared on it, and
     its Redis connection (an Announcer's calls must not overlap: one reply is read per call)."""
@@ -430,7 +426,7 @@ class MessageWriter:
             await asyncio.wait(announcing)
 
     async def _store(self, shard: _Shard, drafts: list[Draft]) -> tuple[list[Any], list[tuple[dict, int, Draft]]]:
-        """Store a batch in one statement; the result (Stored or SessionGone) of each draft, and what is new."""
+        """Store a batch in one statement; the result (Stored or SessionNotFound) of each draft, and what is new."""
         first: dict[tuple[str, str], int] = {}  # a clientMessageId repeated within the batch: its first draft
         unique: list[int] = []
         for n, draft in enumerate(drafts):
@@ -489,7 +485,7 @@ class MessageWriter:
                 if isinstance(earlier, Stored):
                     results[n] = Stored(earlier.row, duplicate=True)
             if results[n] is None:
-                results[n] = SessionGone(f"Session {draft.session_id} not found")
+                results[n] = SessionNotFound(f"Session {draft.session_id} not found")
         return results, fresh
 
     @staticmethod

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ADMIN, AGENT, SECRET_KEY, authenticate
+from ..auth import authenticate
+from ..credentials import ADMIN, AGENT, SECRET_KEY
 from ..http import json_response, path_id, read_json, validate
 from ..jsonutil import iso
-from ..keys import DB
+from ..appkeys import DB
 from ..schemas import AgentSchema, load_changes
 from ..services import accounts, stats
 

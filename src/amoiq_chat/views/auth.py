@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ADMIN, AGENT, authenticate, issue_token
+from ..auth import authenticate
+from ..credentials import ADMIN, AGENT, issue_token
 from ..http import json_response, read_json, validate
-from ..keys import DB, REDIS, SETTINGS
+from ..appkeys import DB, REDIS, SETTINGS
 from ..schemas import LoginSchema, RegisterSchema
 from ..services import accounts
 

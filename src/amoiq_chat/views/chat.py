@@ -3,27 +3,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import auth
-from ..auth import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
-from ..errors import ApiError, Forbidden, ValidationError
+from .. import credentials
+from ..auth import authenticate
+from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
+from ..errors import Forbidden, MissingSessionId, MissingTenantId, ValidationError
 from ..http import json_response, read_json, validate
-from ..keys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
+from ..appkeys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..jsonutil import dumps
 from ..services import chat, messages, sessions
-from ..services.chat_schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody
+from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody
 
 routes = web.RouteTableDef()
 STAFF_CREDENTIALS = (ADMIN, AGENT, SECRET_KEY)
 
 
-class MissingTenantId(ApiError):
-    status, code, default_message = 400, "MISSING_TENANT_ID", "Tenant ID is required"
-
-
 def tenant_of(principal: Principal, tenant_id: str | None) -> str:
     """The request's tenantId, which must be given and be the credential's."""
     if not tenant_id:
-        raise MissingTenantId(errors={"tenantId": "required"})
+        raise MissingTenantId()
     principal.check_tenant(tenant_id)
     return tenant_id
 
@@ -31,7 +28,7 @@ def tenant_of(principal: Principal, tenant_id: str | None) -> str:
 @routes.post("/api/chat/anonymous-token", name="chat_anonymous_token")
 async def anonymous_token(request: web.Request) -> web.Response:
     """Issue a visitor JWT bound to a session (created when new); `uid` only for a vouched-for userId."""
-    principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
+    principal = await authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
     body = validate(AnonymousTokenBody, await read_json(request, required=False))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
@@ -44,14 +41,14 @@ async def anonymous_token(request: web.Request) -> web.Response:
         await sessions.ensure_session(conn, tenant_id, session_id, site_key=site_key,
                                       fingerprint=body.get("fingerprint"), user_id=user_id)
     settings = request.app[SETTINGS]
-    token = auth.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id, uid=user_id)
+    token = credentials.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id, uid=user_id)
     return json_response({"token": token, "expiresIn": settings.visitor_token_ttl, "sessionId": session_id})
 
 
 @routes.post("/api/chat/session", name="chat_session")
 async def open_session(request: web.Request) -> web.Response:
     """Create or resume a visitor's session for a widget."""
-    principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
+    principal = await authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
     body = validate(SessionBody, await read_json(request))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
@@ -71,12 +68,12 @@ async def open_session(request: web.Request) -> web.Response:
 @routes.post("/api/chat/messages", name="chat_post_message")
 async def post_message(request: web.Request) -> web.Response:
     """Store a visitor's message sent over HTTP; everyone in the conversation gets it live."""
-    principal = await auth.authenticate(request, allow=(PUBLISHABLE_KEY, VISITOR))
+    principal = await authenticate(request, allow=(PUBLISHABLE_KEY, VISITOR))
     body = validate(MessageBody, await read_json(request))
     tenant_id = tenant_of(principal, body.get("tenantId") or (principal.tenant_id if principal.role == VISITOR else None))
     session_id = body.get("sessionId") or principal.session_id
     if not session_id:
-        raise MissingSession()
+        raise MissingSessionId()
     if principal.role == VISITOR and session_id != principal.session_id:
         raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
     site_key = body.get("siteKey") or body.get("siteId")
@@ -98,22 +95,15 @@ async def post_message(request: web.Request) -> web.Response:
                           "clientMessageId": body.get("clientMessageId"), "duplicate": stored.duplicate})
 
 
-class MissingSession(ApiError):
-    status, code, default_message = 400, "VALIDATION_ERROR", "sessionId is required"
-
-    def __init__(self) -> None:
-        super().__init__(errors={"sessionId": "required"})
-
-
 @routes.get("/api/chat/messages", name="chat_messages")
 async def list_messages(request: web.Request) -> web.Response:
     """History, oldest first: a session's (sessionId) or a logged-in user's across sessions (userId)."""
-    principal = await auth.authenticate(request, allow=(VISITOR, *STAFF_CREDENTIALS))
+    principal = await authenticate(request, allow=(VISITOR, *STAFF_CREDENTIALS))
     query = validate(HistoryQuery, dict(request.query))
     tenant_id = tenant_of(principal, query.get("tenantId"))
     session_id, user_id = query.get("sessionId"), query.get("userId")
     if not session_id and not user_id:
-        raise MissingSession()
+        raise MissingSessionId()
     if principal.role == VISITOR:
         if user_id and user_id != principal.user_id:
             raise Forbidden("This token may not read that user's history", errors={"userId": "not this token's user"})
@@ -134,7 +124,7 @@ async def list_messages(request: web.Request) -> web.Response:
 @routes.get("/api/chat/online-users", name="chat_online_users")
 async def online_users(request: web.Request) -> web.Response:
     """The tenant's visitors with an open socket (from Redis)."""
-    principal = await auth.authenticate(request, allow=STAFF_CREDENTIALS)
+    principal = await authenticate(request, allow=STAFF_CREDENTIALS)
     header = request.headers.get("X-Tenant-ID")
     if header:
         principal.check_tenant(header)
@@ -145,7 +135,7 @@ async def online_users(request: web.Request) -> web.Response:
 @routes.get("/api/widgets/sessions/{sessionId}/messages", name="widget_session_messages")
 async def session_messages(request: web.Request) -> web.Response:
     """A conversation's full history for the agent interface (004 shape)."""
-    principal = await auth.authenticate(request, allow=STAFF_CREDENTIALS)
+    principal = await authenticate(request, allow=STAFF_CREDENTIALS)
     session_id = sessions.check_session_id(request.match_info["sessionId"])
     async with request.app[DB].acquire() as conn:
         session = await sessions.find_session(conn, session_id, principal.tenant_id)

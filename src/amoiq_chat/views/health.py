@@ -9,7 +9,7 @@ from aiohttp import web
 from .. import db
 from ..http import json_response
 from ..jsonutil import now_iso
-from ..keys import DB, REDIS, SETTINGS, STARTED_AT
+from ..appkeys import DB, REDIS, SETTINGS, STARTED_AT
 
 routes = web.RouteTableDef()
 CHECK_TIMEOUT = 2.0

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ADMIN, authenticate
+from ..auth import authenticate
+from ..credentials import ADMIN
 from ..errors import NotFound
 from ..http import json_response, path_id, read_json, validate
 from ..jsonutil import iso
-from ..keys import DB
+from ..appkeys import DB
 from ..schemas import ApiKeySchema
 from ..services import tenants
 

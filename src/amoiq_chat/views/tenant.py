@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ADMIN, authenticate
+from ..auth import authenticate
+from ..credentials import ADMIN
 from ..http import json_response, read_json
 from ..jsonutil import iso
-from ..keys import DB
+from ..appkeys import DB
 from ..schemas import TenantSchema, load_changes
 from ..services import tenants
 

@@ -5,10 +5,11 @@ import hashlib
 
 from aiohttp import web
 
-from ..auth import ADMIN, SECRET_KEY, Principal, authenticate
+from ..auth import authenticate
+from ..credentials import ADMIN, SECRET_KEY, Principal
 from ..http import json_response, read_json, validate
 from ..jsonutil import dumps, iso
-from ..keys import DB, PUBLIC_WIDGETS
+from ..appkeys import DB, PUBLIC_WIDGETS
 from ..schemas import PageSchema, WidgetSchema, load_changes
 from ..services import stats, widgets
 

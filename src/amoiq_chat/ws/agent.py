@@ -5,13 +5,13 @@ import asyncio
 
 from aiohttp import web
 
-from .. import auth
-from ..bus import STAFF, VISITOR
+from .. import auth, credentials
+from ..bus import FOR_STAFF, FOR_VISITORS
 from ..errors import Forbidden, Unauthorized, ValidationError
 from ..jsonutil import now_iso
-from ..keys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
+from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
 from ..services import chat, sessions
-from ..services.chat_schemas import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
+from .frames import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
 from .registry import Registry, new_socket, read_frames
 from .transport import Connection
 
@@ -23,8 +23,8 @@ async def _staff_for_token(request: web.Request) -> dict:
     token = request.query.get("token") or auth.bearer(request)
     if not token:
         raise Unauthorized("Connect with ?token=<JWT>")
-    principal = auth.verify_token(request.app[SETTINGS], token)
-    if principal.role not in auth.STAFF:
+    principal = credentials.verify_token(request.app[SETTINGS], token)
+    if principal.role not in credentials.STAFF_ROLES:
         raise Forbidden("This socket is for agents and admins")
     if principal.subject != request.match_info["agentId"]:
         raise Forbidden("The token does not belong to this agentId")
@@ -41,18 +41,18 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     staff = await _staff_for_token(request)
     ws = new_socket(app[SETTINGS].max_frame_bytes)
     await ws.prepare(request)
-    conn = Connection(app, ws, STAFF)
+    conn = Connection(app, ws, FOR_STAFF)
     conn.tenant_id = staff["tenant_id"]
     conn.staff = staff
     conn.start(request.transport)
     try:
         hub_rooms = [f"tenant:{conn.tenant_id}", f"admin:{conn.tenant_id}",
-                     f"agent:{staff['id']}" if staff["role"] == auth.AGENT else f"user:{staff['id']}"]
+                     f"agent:{staff['id']}" if staff["role"] == credentials.AGENT else f"user:{staff['id']}"]
         for room in hub_rooms:
             await app[HUB].join(conn, room)
         conn.send({"type": "connection_status", "status": "connected", "agentId": staff["id"], "role": staff["role"],
                    "name": staff["name"], "timestamp": now_iso()})
-        if staff["role"] == auth.AGENT:
+        if staff["role"] == credentials.AGENT:
             async with app[DB].acquire() as db_conn:
                 held = await sessions.assigned_sessions(db_conn, staff["id"])
             for session_id in held:
@@ -79,7 +79,7 @@ async def on_get_waiting_sessions(conn: Connection, frame: dict) -> None:
 @agent_frames.handler("accept_chat", SessionFrame())
 async def on_accept_chat(conn: Connection, frame: dict) -> None:
     """Take the chat if nobody holds it; every socket of this agent gets chat_accepted, the loser an error."""
-    if conn.staff["role"] != auth.AGENT:
+    if conn.staff["role"] != credentials.AGENT:
         raise Forbidden("Only agents accept chats; admins can follow one with a sync frame")
     await chat.accept_chat(conn.app[DB], conn.app[BUS], conn.tenant_id, frame["sessionId"], conn.staff)
 
@@ -88,7 +88,7 @@ async def on_accept_chat(conn: Connection, frame: dict) -> None:
 async def on_send_message(conn: Connection, frame: dict) -> None:
     """Store the agent's reply in a chat it holds (admins: any chat of the tenant); ack after commit."""
     session = await _session_of_tenant(conn, frame["sessionId"])
-    if conn.staff["role"] == auth.AGENT and session["assigned_agent_id"] != conn.staff["id"]:
+    if conn.staff["role"] == credentials.AGENT and session["assigned_agent_id"] != conn.staff["id"]:
         raise Forbidden("Accept this chat before replying", errors={"sessionId": "not assigned to you"})
     if session["status"] == "closed":
         raise Forbidden("This chat is closed", errors={"sessionId": "closed"})
@@ -104,7 +104,7 @@ async def on_typing(conn: Connection, frame: dict) -> None:
     await _session_of_tenant(conn, frame["sessionId"])
     typing = {"type": "typing", "sessionId": frame["sessionId"], "isTyping": frame["isTyping"], "sender": "agent",
               "agentName": conn.staff["name"], "timestamp": now_iso()}
-    await chat.publish_typing(conn.app[BUS], frame["sessionId"], typing, VISITOR, conn.id)
+    await chat.publish_typing(conn.app[BUS], frame["sessionId"], typing, FOR_VISITORS, conn.id)
 
 
 @agent_frames.handler("get_online_users", NoFields())

@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from ..bus import STAFF, Event
+from ..bus import FOR_STAFF, Event
 from ..jsonutil import dumps
-from ..keys import DB, HUB, SETTINGS, SOCKETS
+from ..appkeys import DB, HUB, SETTINGS, SOCKETS
 from ..services import messages, sessions
 from ..tasks import cancel_and_wait
 
@@ -92,7 +92,7 @@ class Connection:
     def __init__(self, app: web.Application, ws: web.WebSocketResponse, kind: str) -> None:
         self.app = app
         self.ws = ws
-        self.kind = kind  # VISITOR or STAFF
+        self.kind = kind  # FOR_VISITORS or FOR_STAFF (its audience on the bus)
         self.id = secrets.token_hex(6)
         self.tenant_id: str | None = None
         self.session_id: str | None = None  # visitor sockets: the path's session
@@ -147,7 +147,7 @@ class Connection:
         else:
             for data in frames:
                 self._put(data)
-        if event.join and self.kind == STAFF:
+        if event.join and self.kind == FOR_STAFF:
             self._put(Follow(event.join["sessionId"], event.join.get("since")))
 
     async def follow(self, session_id: str, since: int | None = None) -> None:

@@ -8,15 +8,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
-from .. import auth
-from ..bus import STAFF, VISITOR
+from .. import credentials
+from ..bus import FOR_STAFF, FOR_VISITORS
 from ..errors import Forbidden, ValidationError
 from ..jsonutil import dumps, now_iso
 from ..http import validate
-from ..keys import BUS, CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
+from ..appkeys import BUS, CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..services import chat, presence, sessions
 from ..services.widgets import origin_allowed
-from ..services.chat_schemas import JoinFrame, MessageBody, plain_message, SyncFrame, TypingFrame, VisitorFields
+from ..schemas import MessageBody, VisitorFields
+from .frames import JoinFrame, SyncFrame, TypingFrame, plain_message
 from .registry import Registry, new_socket, read_frames
 from .transport import Connection
 
@@ -38,8 +39,8 @@ def parse_since(request: web.Request) -> int | None:
 
 
 async def _session_for_token(request: web.Request, session_id: str, token: str) -> dict:
-    principal = auth.verify_token(request.app[SETTINGS], token)
-    if principal.role != auth.VISITOR:
+    principal = credentials.verify_token(request.app[SETTINGS], token)
+    if principal.role != credentials.VISITOR:
         raise Forbidden("This socket needs a visitor token (agents use /ws/agent/{agentId})")
     if principal.session_id != session_id:
         raise Forbidden("This token belongs to another session")
@@ -62,7 +63,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     session = await _session_for_token(request, session_id, token) if token else None
     ws = new_socket(app[SETTINGS].max_frame_bytes)
     await ws.prepare(request)
-    conn = Connection(app, ws, VISITOR)
+    conn = Connection(app, ws, FOR_VISITORS)
     conn.session_id = session_id
     conn.origin, conn.since = request.headers.get("Origin"), since
     conn.start(request.transport)
@@ -177,7 +178,7 @@ async def on_typing(conn: Connection, frame: dict) -> None:
     """Relay the visitor's typing indicator to the staff following the chat."""
     typing = {"type": "typing", "sessionId": conn.session_id, "isTyping": frame["isTyping"], "sender": "customer",
               "timestamp": now_iso()}
-    await chat.publish_typing(conn.app[BUS], conn.session_id, typing, STAFF, conn.id)
+    await chat.publish_typing(conn.app[BUS], conn.session_id, typing, FOR_STAFF, conn.id)
 
 
 @visitor_frames.handler("sync", SyncFrame())

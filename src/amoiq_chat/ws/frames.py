@@ -1,0 +1,77 @@
+"""Marshmallow schemas of the WebSocket frames (the visitor's `message` frame is the REST body, `MessageBody`)."""
+from __future__ import annotations
+
+import re
+
+from marshmallow import fields, validate
+
+from ..schemas import MAX_TEXT, HasText, Lenient, SessionIdField, Text255, VisitorFields
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
+_PLAIN_MESSAGE_KEYS = frozenset(("type", "text", "message", "clientMessageId", "sessionId"))
+
+
+def plain_message(frame: dict) -> dict | None:
+    """MessageBody's result for the common frame of a joined socket, without marshmallow; None otherwise.
+
+    Only frames made of type, text/message, clientMessageId and sessionId, every value of the
+    right type and size: anything else (other fields, a bad value) returns None and goes through
+    MessageBody, which gives the same result or names the error. Marshmallow cost about a tenth
+    of the server's time per message.
+    """
+    if not frame.keys() <= _PLAIN_MESSAGE_KEYS:
+        return None
+    out: dict = {"clientMessageId": None}
+    for name in ("text", "message"):
+        if name in frame:
+            value = frame[name]
+            if type(value) is not str or len(value) > MAX_TEXT:
+                return None
+            out[name] = value
+    if not (out.get("text") or out.get("message") or "").strip():  # as HasText.has_text
+        return None
+    cmid = frame.get("clientMessageId")
+    if cmid is not None:
+        if type(cmid) is not str or not 1 <= len(cmid) <= 128:
+            return None
+        out["clientMessageId"] = cmid
+    if "sessionId" in frame:
+        sid = frame["sessionId"]
+        if type(sid) is not str or not _SESSION_ID.fullmatch(sid):
+            return None
+        out["sessionId"] = sid
+    return out
+
+
+class TypingFrame(Lenient):
+    sessionId = SessionIdField()
+    isTyping = fields.Bool(load_default=True)
+
+
+class SyncFrame(Lenient):
+    sessionId = SessionIdField()
+    since = fields.Int(required=True, validate=validate.Range(min=0))
+
+
+class JoinFrame(VisitorFields):
+    """A tab that only listens: `{"type":"join","siteKey":...}` (siteKey needed unless the socket has a token)."""
+
+
+class SessionFrame(Lenient):
+    """Agent frames about one session (accept_chat)."""
+
+    sessionId = SessionIdField(required=True)
+
+
+class SendMessageFrame(SessionFrame, HasText):
+    """The agent's `send_message`."""
+
+
+class AgentTypingFrame(SessionFrame):
+    isTyping = fields.Bool(load_default=True)
+
+
+class NoFields(Lenient):
+    """Frames whose fields are all optional (get_waiting_sessions, get_online_users)."""
+
+    tenantId = Text255()
