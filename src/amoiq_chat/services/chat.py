@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 import aiopg
 
 from .. import db
-from ..bus import FOR_STAFF, FOR_VISITORS, Bus, encode_event
+from ..bus import FOR_STAFF, FOR_VISITORS, Bus, encode_event, rooms
 from ..jsonutil import dumps, now_iso
 from . import messages, sessions
 from .presence import Gone, user_entry
@@ -91,9 +91,9 @@ async def accept_chat(pool: aiopg.Pool, bus: Bus, tenant_id: str, session_id: st
     }
     joined = {"type": "agent_joined", "message": "A support agent has joined the chat!",
               "agentName": staff["name"], "sessionId": session_id, "timestamp": now_iso()}
-    await bus.publish(f"agent:{staff['id']}", encode_event([(FOR_STAFF, dumps(accepted))],
+    await bus.publish(rooms.agent(staff['id']), encode_event([(FOR_STAFF, dumps(accepted))],
                                                            join={"sessionId": session_id, "since": newest}))
-    await bus.publish(f"conversation:{session_id}", encode_event([(FOR_VISITORS, dumps(joined))]))
+    await bus.publish(rooms.conversation(session_id), encode_event([(FOR_VISITORS, dumps(joined))]))
     if session["was_waiting"]:
         await push_waiting_sessions(pool, bus, tenant_id)
     return session
@@ -104,23 +104,23 @@ async def push_waiting_sessions(pool: aiopg.Pool, bus: Bus, tenant_id: str) -> N
     async with pool.acquire() as conn:
         queue = await sessions.waiting_sessions(conn, tenant_id)
     frame = {"type": "waiting_sessions", "sessions": queue, "timestamp": now_iso()}
-    await bus.publish(f"tenant:{tenant_id}", encode_event([(FOR_STAFF, dumps(frame))]))
+    await bus.publish(rooms.tenant(tenant_id), encode_event([(FOR_STAFF, dumps(frame))]))
 
 
 async def publish_typing(bus: Bus, session_id: str, frame: dict[str, Any], audience: str, exclude: str) -> None:
     """Relay a typing indicator to the other side of a conversation."""
-    await bus.publish(f"conversation:{session_id}", encode_event([(audience, dumps(frame))], exclude=exclude))
+    await bus.publish(rooms.conversation(session_id), encode_event([(audience, dumps(frame))], exclude=exclude))
 
 
 async def announce_online(bus: Bus, tenant_id: str, field_name: str, value: dict[str, Any]) -> None:
     """Tell the tenant's staff sockets a visitor came online."""
     frame = {"type": "user_online", **user_entry(field_name, value)}
-    await bus.publish(f"admin:{tenant_id}", encode_event([(FOR_STAFF, dumps(frame))]))
+    await bus.publish(rooms.admin(tenant_id), encode_event([(FOR_STAFF, dumps(frame))]))
 
 
 async def announce_offline(bus: Bus, gone: Gone) -> None:
     """Tell the tenant's staff sockets a visitor's last socket closed."""
     entry = user_entry(gone.field, gone.value)
     frame = {"type": "user_offline", "userId": entry["userId"], "sessionId": entry.get("sessionId"), "timestamp": now_iso()}
-    await bus.publish(f"admin:{gone.tenant_id}", encode_event([(FOR_STAFF, dumps(frame))]))
+    await bus.publish(rooms.admin(gone.tenant_id), encode_event([(FOR_STAFF, dumps(frame))]))
 

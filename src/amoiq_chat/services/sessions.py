@@ -10,12 +10,11 @@ import psycopg2.errors
 from .. import db
 from ..credentials import random_id, user_hash_valid
 from ..errors import Conflict, Forbidden, SessionNotFound, Unauthorized, ValidationError
-from ..jsonutil import iso, now_iso
+from ..jsonutil import iso
 from ..store.widgets import widget_by_site_key
 from .widgets import PublicWidgets, widget_not_found
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._~-]{8,128}$")
-SESSION_TTL = 24 * 3600
 SESSION_COLUMNS = ("session_id, tenant_id, site_key, user_id, fingerprint, visitor_name, visitor_email, visitor_info,"
                    " status, assigned_agent_id, ai_mode, last_seq, started_at, last_activity_at, escalated_at, accepted_at")
 
@@ -31,12 +30,6 @@ def check_session_id(session_id: Any, field: str = "sessionId") -> str:
 def new_session_id() -> str:
     """A fresh session id."""
     return random_id("session", 12)
-
-
-def session_cache_value(row: dict) -> dict[str, Any]:
-    """The `session:{sessionId}` Redis value of SPEC section 5."""
-    return {"userId": row.get("user_id"), "fingerprint": row.get("fingerprint"), "tenantId": row["tenant_id"],
-            "createdAt": iso(row.get("started_at")), "lastActivity": now_iso()}
 
 
 async def find_widget(conn: aiopg.Connection, site_key: str, tenant_id: str | None = None,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,21 +26,17 @@ import aiopg
 import psycopg2.errors
 import psycopg2.extensions
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from .. import db
-from ..bus import Bus, Event
+from ..bus import Bus, Event, rooms
+from ..bus.announce import Announcer
 from ..errors import InternalError, SessionNotFound
-from ..jsonutil import dumps, dumps_str, iso
+from ..jsonutil import dumps_str, iso
 from ..tasks import cancel_and_wait
 from . import messages
-from .sessions import SESSION_TTL, session_cache_value
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_STREAM = "meta:webhook_jobs"
-# session:{sessionId} (24 h TTL) is refreshed at most this often per session (seconds).
-SESSION_REFRESH = 30.0
 # A batch that met another writer (two processes, one clientMessageId or a lock cycle) is retried.
 RETRIES = 3
 # Stored batches whose announcement may be outstanding at once, per writer: the writer stores the
@@ -127,76 +122,7 @@ WRITER_APPLICATION_NAME = f"{db.APPLICATION_NAME} writer"  # its connections in 
 PREPARE = "PREPARE amoiq_store_batch (json, timestamptz) AS " + STORE_BATCH
 REPREPARE = 30.0
 EXECUTE = "EXECUTE amoiq_store_batch (%s, %s)"
-# ARGV: message count, session TTL, then per message (channel, event, outbox id, message id,
-# tenant id), then (key, value) of each session:{id} to refresh. One call, one reply.
-ANNOUNCE = """
-local count = tonumber(ARGV[1])
-local i = 3
-for _ = 1, count do
-  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
-  redis.call('XADD', KEYS[1], '*', 'outbox_id', ARGV[i + 2], 'message_id', ARGV[i + 3], 'tenant_id', ARGV[i + 4])
-  i = i + 5
-end
-while i < #ARGV do
-  redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ARGV[2])
-  i = i + 2
-end
-return count
-"""
 STOPPED = object()
-
-
-class Announcer:
-    """A writer task's own Redis connection, for its one ANNOUNCE call per batch (calls never overlap).
-
-    Taken from the app's pool once and kept: redis-py's per-command path (taking a pooled
-    connection and giving it back, its retry and event layers) cost the server about as much
-    CPU as the call itself, ~90 us per batch. The call is packed once and sent as EVALSHA
-    (EVAL when Redis has lost its scripts). After an error the connection is closed and given
-    back, and the next call takes one again.
-    """
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._pool = redis.connection_pool
-        self._conn: Any = None
-        self._sha = hashlib.sha1(ANNOUNCE.encode()).hexdigest()
-
-    async def __call__(self, args: list[Any]) -> Any:
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = await self._pool.get_connection()
-        try:
-            try:
-                return await self._send(conn, "EVALSHA", self._sha, args)
-            except NoScriptError:  # Redis restarted, or its scripts were flushed: EVAL loads it again
-                return await self._send(conn, "EVAL", ANNOUNCE, args)
-        except BaseException:
-            self._conn = None
-            await conn.disconnect()
-            await self._pool.release(conn)
-            raise
-
-    async def close(self) -> None:
-        """Give the connection back to the pool."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._pool.release(conn)
-
-    @staticmethod
-    async def _send(conn: Any, command: str, script: str, args: list[Any]) -> Any:
-        await conn.send_packed_command(resp_command((command, script, 1, WEBHOOK_STREAM, *args)), check_health=False)
-        return await conn.read_response()
-
-
-def resp_command(args: tuple[Any, ...]) -> bytes:
-    """One Redis command as RESP bytes: an array of bulk strings (bytes as they are, str as UTF-8,
-    numbers in decimal). redis-py's `pack_command` makes the same bytes but copies its buffer
-    once per argument: 76 us for a 25-message ANNOUNCE against 23 here."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out += (b"$%d\r\n" % len(data), data, b"\r\n")
-    return b"".join(out)
 
 
 @dataclass
@@ -267,7 +193,6 @@ class MessageWriter:
         self.batch_max = batch_max
         self.linger = linger  # seconds a batch waits for more messages (see LINGER_BELOW)
         self._shards = [_Shard(queue_max, redis) for _ in range(max(1, shards))]
-        self._refreshed: dict[str, float] = {}  # session id -> when session:{id} was last refreshed
         self.batches = 0
         self.stored = 0
 
@@ -414,7 +339,7 @@ class MessageWriter:
         encoded = [data for _, data in events]
         for attempt in (1, 2):  # the connection may be stale after a Redis restart: once more, on a new one
             try:
-                await self._announce(shard.announcer, fresh, encoded)
+                await shard.announcer.announce([(row, outbox_id, draft.session) for row, outbox_id, draft in fresh], encoded)
                 return
             except Exception as exc:  # stored but not announced: the reconciler re-adds the jobs
                 log.warning("publishing %d stored messages failed (attempt %d): %s", len(fresh), attempt, exc)
@@ -498,21 +423,4 @@ class MessageWriter:
 
     def _deliver_local(self, events: list[Event]) -> None:
         for event in events:
-            self.bus.deliver_local(f"conversation:{event.session_id}", event)
-
-    async def _announce(self, announcer: Announcer, fresh: list[tuple[dict, int, Draft]], encoded: list[bytes]) -> None:
-        """One Redis call for the whole batch: PUBLISH each event, XADD each webhook job, refresh sessions."""
-        if not fresh:
-            return
-        args: list[Any] = [len(fresh), SESSION_TTL]
-        for (row, outbox_id, _), data in zip(fresh, encoded):
-            args += [f"conversation:{row['session_id']}", data, outbox_id, row["id"], row["tenant_id"]]
-        now = time.monotonic()
-        for row, _, draft in fresh:
-            sid = row["session_id"]
-            if draft.session is not None and now - self._refreshed.get(sid, -SESSION_REFRESH) >= SESSION_REFRESH:
-                self._refreshed[sid] = now
-                args += [f"session:{sid}", dumps(session_cache_value(draft.session))]
-        await announcer(args)
-        if len(self._refreshed) > 10000:
-            self._refreshed = {sid: t for sid, t in self._refreshed.items() if now - t < SESSION_REFRESH}
+            self.bus.deliver_local(rooms.conversation(event.session_id), event)

@@ -7,9 +7,9 @@ from .. import credentials
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
 from ..errors import Forbidden, MissingSessionId, MissingTenantId, ValidationError
+from ..bus import rooms
 from ..http import json_response, read_json, validate
 from ..appkeys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
-from ..jsonutil import dumps
 from ..services import chat, messages, sessions
 from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody
 
@@ -58,8 +58,7 @@ async def open_session(request: web.Request) -> web.Response:
         session = await sessions.ensure_session(
             conn, tenant_id, session_id, site_key=widget["site_key"], fingerprint=body.get("fingerprint"),
             user_id=body.get("userId") if verified else None, user_info=body.get("userInfo"))
-    await request.app[REDIS].set(f"session:{session_id}", dumps(sessions.session_cache_value(session)),
-                                 ex=sessions.SESSION_TTL)
+    await rooms.refresh_session(request.app[REDIS], session)
     return json_response({"success": True, "sessionId": session_id, "tenantId": tenant_id,
                           "siteKey": session["site_key"], "status": session["status"], "aiMode": session["ai_mode"]})
 

@@ -6,7 +6,7 @@ import asyncio
 from aiohttp import web
 
 from .. import auth, credentials
-from ..bus import FOR_STAFF, FOR_VISITORS
+from ..bus import FOR_STAFF, FOR_VISITORS, rooms
 from ..errors import Forbidden, Unauthorized, ValidationError
 from ..jsonutil import now_iso
 from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
@@ -46,8 +46,8 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     conn.staff = staff
     conn.start(request.transport)
     try:
-        hub_rooms = [f"tenant:{conn.tenant_id}", f"admin:{conn.tenant_id}",
-                     f"agent:{staff['id']}" if staff["role"] == credentials.AGENT else f"user:{staff['id']}"]
+        hub_rooms = [rooms.tenant(conn.tenant_id), rooms.admin(conn.tenant_id),
+                     rooms.agent(staff["id"]) if staff["role"] == credentials.AGENT else rooms.user(staff["id"])]
         for room in hub_rooms:
             await app[HUB].join(conn, room)
         conn.send({"type": "connection_status", "status": "connected", "agentId": staff["id"], "role": staff["role"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..bus import Bus, Event, decode_event
+from ..bus import Bus, Event, decode_event, rooms
 
 if TYPE_CHECKING:
     from .transport import Connection
@@ -69,7 +69,7 @@ class Hub:
     def resync(self) -> None:
         """After the bus reconnected: every follower of a conversation catches up from the database."""
         for room, members in self.rooms.items():
-            if room.startswith("conversation:"):
-                session_id = room.partition(":")[2]
+            session_id = rooms.conversation_of(room)
+            if session_id is not None:
                 for conn in list(members):
                     conn.catch_up(session_id)

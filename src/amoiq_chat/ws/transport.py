@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from ..bus import FOR_STAFF, Event
+from ..bus import FOR_STAFF, Event, rooms
 from ..jsonutil import dumps
 from ..appkeys import DB, HUB, SETTINGS, SOCKETS
 from ..services import messages, sessions
@@ -301,7 +301,7 @@ class Connection:
 
     async def _follow(self, item: Follow) -> None:
         try:
-            await self.app[HUB].join(self, f"conversation:{item.session_id}")
+            await self.app[HUB].join(self, rooms.conversation(item.session_id))
             async with self.app[DB].acquire() as conn:
                 newest = await sessions.last_seq(conn, item.session_id)
             start = newest if item.since is None else min(item.since, newest)

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, web
 
 from .. import credentials
-from ..bus import FOR_STAFF, FOR_VISITORS
+from ..bus import FOR_STAFF, FOR_VISITORS, rooms
 from ..errors import Forbidden, ValidationError
-from ..jsonutil import dumps, now_iso
+from ..jsonutil import now_iso
 from ..http import validate
 from ..appkeys import BUS, CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..services import chat, presence, sessions
@@ -100,8 +100,7 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None
              "origin": origin, "url": fields.get("url")}
     field_name = presence.presence_field(session["session_id"], conn.user_id)
     conn.presence_field = field_name
-    await app[REDIS].set(f"session:{session['session_id']}", dumps(sessions.session_cache_value(session)),
-                         ex=sessions.SESSION_TTL)
+    await rooms.refresh_session(app[REDIS], session)
     if await app[PRESENCE].connected(conn.tenant_id, field_name, value):
         await chat.announce_online(app[BUS], conn.tenant_id, field_name, value)
     await conn.follow(session["session_id"], conn.since)
