@@ -186,7 +186,7 @@ async def test_a_malformed_event_is_skipped_and_the_bus_goes_on(aiohttp_client, 
 
 
 async def test_a_peer_that_cannot_keep_up_is_disconnected(aiohttp_client, make_app):
-    client = await aiohttp_client(make_app(extra={"ws_send_buffer": 1_000_000}))
+    client = await aiohttp_client(make_app(ws_send_buffer=1_000_000))
     app = client.app
     tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
     (sid,) = await open_sessions(app, tenant, 1)

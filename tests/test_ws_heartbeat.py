@@ -14,7 +14,7 @@ INTERVAL = 0.3  # seconds of silence before a ping, in these tests (25 in produc
 
 
 async def test_a_peer_that_stops_answering_pings_is_dropped_and_goes_offline(aiohttp_client, make_app):
-    client = await aiohttp_client(make_app(extra={"ws_heartbeat": INTERVAL}))
+    client = await aiohttp_client(make_app(ws_heartbeat=INTERVAL))
     tenant = await make_tenant(client.app[DB], client.app[SETTINGS], agents=0)
     admin = await client.ws_connect(f"/ws/agent/{tenant.admin_id}?token={tenant.admin_token}")  # answers pings
     await until(admin, "connection_status")
@@ -45,7 +45,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_goes_offline(aio
 
 
 async def test_a_peer_answering_pings_stays_and_its_pings_are_answered(aiohttp_client, make_app):
-    client = await aiohttp_client(make_app(extra={"ws_heartbeat": INTERVAL}))
+    client = await aiohttp_client(make_app(ws_heartbeat=INTERVAL))
     ws = await client.ws_connect(f"/ws/{session_id()}", autoping=False)
     assert (await recv(ws))["status"] == "connected"
     pings = 0

@@ -22,7 +22,7 @@ from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
 from .settings import Settings
 from .workers.presence import PresenceWorker
-from .ws.heartbeat import INTERVAL as HEARTBEAT_INTERVAL, Heartbeat
+from .ws.heartbeat import Heartbeat
 from .ws.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,13 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = Hub(bus)
     app[CHAT_HOOKS] = ChatHooks()
     writer = MessageWriter(app[DB], settings.database_url, redis, bus,
-                           queue_max=int(settings.extra.get("writer_queue", 10000)),
-                           batch_max=int(settings.extra.get("writer_batch", 500)),
+                           queue_max=settings.writer_queue, batch_max=settings.writer_batch,
                            shards=settings.writer_shards, linger=settings.writer_linger_ms / 1000)
     app[WRITER] = writer
-    presence = Presence(redis, new_process_id(), ttl=int(settings.extra.get("presence_ttl", 15)))
+    presence = Presence(redis, new_process_id(), ttl=settings.presence_ttl)
     app[PRESENCE] = presence
     worker = PresenceWorker(presence, bus)
-    heartbeat = Heartbeat(app[SOCKETS], float(settings.extra.get("ws_heartbeat", HEARTBEAT_INTERVAL)))
+    heartbeat = Heartbeat(app[SOCKETS], settings.ws_heartbeat)
     await bus.start()
     try:
         writer.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -52,6 +52,12 @@ class Settings:
     redis_pool_max: int = 50
     writer_shards: int = 1
     writer_linger_ms: int = 1
+    writer_queue: int = 10000
+    writer_batch: int = 500
+    presence_ttl: int = 15
+    ws_heartbeat: float = 25.0
+    ws_send_buffer: int = 4 * 1024 * 1024
+    ws_send_queue: int = 1024
     jwt_secret: str = ""
     jwt_issuer: str = "amoiq-chat"
     jwt_audience: str = "amoiq-chat"
@@ -76,7 +82,6 @@ class Settings:
     log_level: str = "INFO"
     seed_demo: bool = True
     # Not from the file: set by the caller (tests, embedded start-up).
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -124,6 +129,16 @@ def _to_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None)
     return number
 
 
+def _to_float(name: str, value: Any, minimum: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name.upper()} must be a number, got {value!r}") from None
+    if not number >= minimum:
+        raise ConfigError(f"{name.upper()} must be at least {minimum}, got {number}")
+    return number
+
+
 def _to_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(str(v).strip() for v in value if str(v).strip())
@@ -134,10 +149,15 @@ def _convert(name: str, value: Any) -> Any:
     """Turn a raw file/environment value into the field's type, or raise ConfigError."""
     if name == "port":
         return _to_int(name, value, 0, 65535)
-    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_timeout", "db_pool_max", "redis_pool_max", "writer_shards", "max_body_bytes", "max_frame_bytes"):
+    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_timeout", "db_pool_max", "redis_pool_max", "writer_shards", "max_body_bytes", "max_frame_bytes",
+                "writer_queue", "writer_batch", "ws_send_buffer", "ws_send_queue"):
         return _to_int(name, value, 1)
     if name in ("db_pool_min", "webhook_max_attempts"):
         return _to_int(name, value, 0)
+    if name == "presence_ttl":
+        return _to_int(name, value, 3)
+    if name == "ws_heartbeat":
+        return _to_float(name, value, 0.05)
     if name == "writer_linger_ms":
         return _to_int(name, value, 0, 50)
     if name.startswith("rate_limit_"):
@@ -166,7 +186,7 @@ def _convert(name: str, value: Any) -> Any:
     return str(value)
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "extra")
+FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 
 
 def load_settings(env: Mapping[str, str] | None = None, config_file: Path | str | None = None, **overrides: Any) -> Settings:

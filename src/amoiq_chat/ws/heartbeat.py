@@ -15,14 +15,13 @@ from .transport import Connection
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 25.0  # seconds of silence before a ping
 CHUNK = 500  # sockets per loop tick in a sweep: thousands of sockets do not stall the loop at once
 
 
 class Heartbeat:
     """The process's ping sweeper over its open sockets."""
 
-    def __init__(self, sockets: set[Connection], interval: float = INTERVAL) -> None:
+    def __init__(self, sockets: set[Connection], interval: float) -> None:
         self.sockets = sockets
         self.interval = interval
         self.dropped = 0

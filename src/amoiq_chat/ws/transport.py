@@ -27,8 +27,6 @@ from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-SEND_BUFFER = 4 * 1024 * 1024  # bytes the transport may hold unsent before the peer is dropped
-SEND_QUEUE = 1024  # items waiting behind a database step, before the peer is dropped
 SLOW_PEER_CLOSE = 1013  # Try Again Later: the peer did not read its frames fast enough
 STOP_TIMEOUT = 2.0
 _TEXT = 0x81  # FIN + text opcode; server frames are not masked (RFC 6455 section 5.1)
@@ -106,8 +104,8 @@ class Connection:
         self.cursors: dict[str, int] = {}
         settings = app[SETTINGS]
         self.limit = settings.rate_limit_ws
-        self._send_buffer = int(settings.extra.get("ws_send_buffer", SEND_BUFFER))
-        self._queue_max = int(settings.extra.get("ws_send_queue", SEND_QUEUE))
+        self._send_buffer = settings.ws_send_buffer
+        self._queue_max = settings.ws_send_queue
         self.seen = 0.0  # loop time of the last frame received (the heartbeat reads it)
         self.pinged_at = 0.0  # loop time of the heartbeat's last ping (0: none pending)
         self._transport: asyncio.Transport | None = None
