@@ -129,21 +129,32 @@ async def test_after_a_full_batch_the_next_message_is_stored_without_lingering(a
     assert len({xmin[1], xmin[11], xmin[12]}) == 3
 
 
-async def test_a_failing_batch_fails_every_message_in_it_and_writes_nothing(aiohttp_client, make_app, db_conn):
+async def test_a_draft_that_cannot_be_stored_fails_alone_and_its_batch_mates_are_stored(aiohttp_client, make_app,
+                                                                                          db_conn):
     client = await aiohttp_client(make_app())
     app = client.app
-    tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    tenant, other = [await make_tenant(app[DB], app[SETTINGS], agents=0) for _ in range(2)]
     (sid,) = await open_sessions(app, tenant, 1)
-    good = Draft(tenant.id, sid, "visitor", "fine")
-    bad = Draft(tenant.id, sid, "martian", "breaks the CHECK constraint")
-    results = await asyncio.gather(app[WRITER].submit(good), app[WRITER].submit(bad), return_exceptions=True)
-    assert all(getattr(r, "code", None) == "INTERNAL_ERROR" for r in results)
+    theirs = await open_sessions(app, other, 10)
+    batches_before = app[WRITER].batches
+    good = [Draft(other.id, theirs[n], "visitor", f"fine {n}") for n in range(10)]
+    nul = Draft(tenant.id, sid, "visitor", "poison \u0000 here")
+    martian = Draft(tenant.id, sid, "martian", "breaks the CHECK constraint")
+    drafts = good[:5] + [nul] + good[5:] + [martian]
+    results = await asyncio.gather(*(app[WRITER].submit(d) for d in drafts), return_exceptions=True)
+    assert app[WRITER].batches - batches_before >= 2  # the first try was one batch, refused whole
+    assert getattr(results[5], "code", None) == "VALIDATION_ERROR" and results[5].errors == {"text": "cannot be stored"}
+    assert getattr(results[-1], "code", None) == "INTERNAL_ERROR"
+    stored = results[:5] + results[6:-1]
+    assert [s.seq for s in stored] == [1] * 10
     with db_conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM messages WHERE session_id = %s", (sid,))
         assert cur.fetchone() == (0,)
         cur.execute("SELECT last_seq FROM sessions WHERE session_id = %s", (sid,))
         assert cur.fetchone() == (0,)
-    later = await app[WRITER].submit(good)
+        cur.execute("SELECT count(*), count(DISTINCT session_id) FROM messages WHERE tenant_id = %s", (other.id,))
+        assert cur.fetchone() == (10, 10)
+    later = await app[WRITER].submit(Draft(tenant.id, sid, "visitor", "fine"))
     assert later.seq == 1
     missing = await asyncio.gather(app[WRITER].submit(Draft(tenant.id, session_id(), "visitor", "x")), return_exceptions=True)
     assert missing[0].code == "SESSION_NOT_FOUND"

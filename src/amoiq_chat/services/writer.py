@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from .. import db
 from ..bus import Bus, Event, rooms
 from ..bus.announce import Announcer
-from ..errors import InternalError, SessionNotFound
+from ..errors import ApiError, InternalError, SessionNotFound, ValidationError
 from ..jsonutil import dumps_str, iso
 from ..tasks import cancel_and_wait
 from . import messages
@@ -174,12 +174,23 @@ class _Shard:
         self.announcer = Announcer(redis)
 
 
-def _refuse(batch: list[tuple[Draft, asyncio.Future]], exc: BaseException) -> None:
+def _refuse(batch: list[tuple[Draft, asyncio.Future]], error: ApiError) -> None:
     """Fail every sender of a batch that could not be stored (each may retry)."""
-    error = InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
     for _, future in batch:
         if not future.done():
             future.set_exception(error)
+
+
+def _draft_fault(exc: BaseException) -> bool:
+    """True when PostgreSQL refused what a batch holds (a value it cannot store), not the connection:
+    one of its drafts is the culprit, and storing the batch in parts finds it."""
+    return isinstance(exc, psycopg2.DatabaseError) and not isinstance(
+        exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+
+
+def _store_failed(exc: BaseException) -> ApiError:
+    """The error the senders of a batch that could not be stored get."""
+    return InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
 
 
 class MessageWriter:
@@ -292,11 +303,24 @@ class MessageWriter:
         try:
             results, fresh = await self._store(shard, drafts)
         except asyncio.CancelledError as exc:  # stopped before the batch was through
-            _refuse(batch, exc)
+            _refuse(batch, _store_failed(exc))
             raise
         except Exception as exc:
-            log.exception("storing a batch of %d messages failed", len(batch))
-            _refuse(batch, exc)
+            if not _draft_fault(exc):
+                log.exception("storing a batch of %d messages failed", len(batch))
+                _refuse(batch, _store_failed(exc))
+            elif len(batch) > 1:  # one draft spoils its batch: store the halves apart, in order, to find it
+                log.info("a batch of %d messages was refused (%r); storing it in halves", len(batch), str(exc))
+                half = len(batch) // 2
+                await self._write(shard, batch[:half])
+                await self._write(shard, batch[half:])
+            elif isinstance(exc, psycopg2.DataError):  # a value PostgreSQL cannot hold (NUL in text)
+                log.warning("a message of session %r was refused: %r", batch[0][0].session_id, str(exc))
+                _refuse(batch, ValidationError("The message holds characters that cannot be stored",
+                                               errors={"text": "cannot be stored"}))
+            else:
+                log.exception("storing a message of session %r failed", batch[0][0].session_id)
+                _refuse(batch, _store_failed(exc))
             return
         self.batches += 1
         self.stored += len(fresh)
@@ -379,8 +403,9 @@ class MessageWriter:
                 if attempt == RETRIES:
                     raise
                 log.info("batch of %d met another writer (%s); retrying", len(drafts), type(exc).__name__)
-            except BaseException:
-                await self._drop_connection(shard)
+            except BaseException as exc:
+                if not _draft_fault(exc):  # its state is unknown; a refused value leaves it usable
+                    await self._drop_connection(shard)
                 raise
         by_draft = dict(zip(unique, rows))
         results: list[Any] = [None] * len(drafts)
