@@ -291,3 +291,27 @@ async def test_graceful_stop_closes_sockets_with_1001_and_clears_presence(settin
         assert await client.hgetall(f"online_users:{tenant.id}") == {}
     finally:
         await client.aclose()
+
+
+async def test_an_agent_deactivated_on_one_process_loses_its_sockets_on_the_other(servers, pool, http, settings):
+    a, b = servers
+    tenant = await make_tenant(pool, settings, agents=3)
+    admin = {"Authorization": f"Bearer {tenant.admin_token}"}
+    sockets = [await open_staff(http, b, agent["id"], agent["token"]) for agent in tenant.agents]
+    changes = [{"is_active": False}, {"password": "a-whole-new-passphrase"}, None]  # None: deleted
+
+    async def revoked(ws):  # a live client: it reads all along
+        error = await until(ws, "error", timeout=60)
+        return error["code"], await closed_with(ws, timeout=5)
+
+    reading = [asyncio.create_task(revoked(ws)) for ws in sockets]
+    for agent, change, task in zip(tenant.agents, changes, reading):
+        url = f"{a.url}/api/agents/{agent['id']}"
+        resp = await (http.put(url, json=change, headers=admin) if change else http.delete(url, headers=admin))
+        assert resp.status == 200, await resp.text()
+        await asyncio.wait([task], timeout=5)  # within 5 s of the change, on the other process
+        assert task.done() and task.result() == ("INVALID_JWT_TOKEN", 1008)
+    # And the tokens of the deactivated and the deleted agent no longer open a socket.
+    for agent in (tenant.agents[0], tenant.agents[2]):
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await http.ws_connect(f"{b.ws_url}/ws/agent/{agent['id']}?token={agent['token']}")

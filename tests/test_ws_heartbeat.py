@@ -41,7 +41,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_goes_offline(aio
     # The admin answered every ping meanwhile (several intervals): still served.
     await admin.send_json({"type": "get_waiting_sessions"})
     assert (await until(admin, "waiting_sessions"))["type"] == "waiting_sessions"
-    assert [conn.kind for conn in client.app[SOCKETS]] == [FOR_STAFF]
+    assert [conn.audience for conn in client.app[SOCKETS]] == [FOR_STAFF]
 
 
 async def test_a_peer_answering_pings_stays_and_its_pings_are_answered(aiohttp_client, make_app):

@@ -1,6 +1,9 @@
 """The raw WebSocket protocol on one process: handshakes, bad frames, limits, origins, idempotency, typing."""
 from __future__ import annotations
 
+import asyncio
+import json
+
 import aiohttp
 import pytest
 
@@ -133,12 +136,23 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(chat, db_co
         assert error["type"] == "error" and error["code"] == code, raw
         if field:
             assert field in error["errors"], raw
-    await ws.send_bytes(b"\x00\x01")
-    assert (await recv(ws))["type"] == "error"
     assert count(db_conn, sid) == 0
     await ws.send_json({"type": "message", "siteKey": tenant.site_key, "message": "still here"})
     assert (await until(ws, "ack"))["seq"] == 1
     await ws.close()
+
+
+async def test_a_binary_frame_gets_an_error_and_closes_the_socket_with_1003(chat, db_conn):
+    client, tenant = chat
+    ws, sid = await visitor(client, tenant)
+    await ws.send_json({"type": "message", "siteKey": tenant.site_key, "message": "before"})
+    assert (await until(ws, "ack"))["seq"] == 1
+    for _ in range(50):  # a flood: the first one ends the socket
+        await ws.send_bytes(b"\x00\x01")
+    error = await until(ws, "error")
+    assert error["code"] == "VALIDATION_ERROR" and error["errors"] == {"frame": "binary"}
+    assert await closed_with(ws) == 1003
+    assert count(db_conn, sid) == 1
 
 
 async def test_visitor_cannot_join_another_tenants_session(chat):
@@ -183,20 +197,35 @@ async def test_frames_over_the_cap_close_with_1009(chat):
     assert await closed_with(ws) == 1009
 
 
-async def test_rate_limit_errors_then_closes_with_1008(aiohttp_client, make_app, db_conn):
-    client = await aiohttp_client(make_app(rate_limit_ws=RateLimit(3, 60)))
+async def test_rate_limit_refuses_a_burst_and_closes_only_sustained_abuse_with_1008(aiohttp_client, make_app, db_conn):
+    client = await aiohttp_client(make_app(rate_limit_ws=RateLimit(3, 1)))
     tenant = await make_tenant(client.app[DB], client.app[SETTINGS])
     ws, sid = await visitor(client, tenant)
-    for n in range(5):
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for n in range(5):  # one burst: three stored, two refused, and the socket stays
         await ws.send_json({"type": "message", "siteKey": tenant.site_key, "message": f"m{n}", "clientMessageId": f"r{n}"})
     frames = [await recv(ws) for _ in range(3 * 2 + 2)]
     errors = [f for f in frames if f["type"] == "error"]
     assert [e["code"] for e in errors] == ["RATE_LIMIT_EXCEEDED"] * 2
     assert sorted(f["clientMessageId"] for f in frames if f["type"] == "ack") == ["r0", "r1", "r2"]
     assert count(db_conn, sid) == 3
-    for n in range(4):
-        await ws.send_json({"type": "typing", "isTyping": True})
-    assert await closed_with(ws) == 1008
+    for n in range(4):  # pings count too: past the rate they go unanswered
+        await ws.ping(b"p%d" % n)
+    await ws.send_json({"type": "typing", "isTyping": True})
+    assert (await recv(ws))["code"] == "RATE_LIMIT_EXCEEDED"
+    assert loop.time() - started < 1  # all of that within the first window
+    # A burst in the very next window makes two windows in a row over the rate: what is due arrives, then 1008.
+    await asyncio.sleep(started + 1.2 - loop.time())  # the server's first window is over (it began after `started`)
+    for n in range(5):
+        await ws.send_json({"type": "message", "siteKey": tenant.site_key, "message": f"a{n}", "clientMessageId": f"a{n}"})
+    due = []
+    while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+        due.append(json.loads(msg.data))
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008
+    assert sorted(f["clientMessageId"] for f in due if f["type"] == "ack") == ["a0", "a1", "a2"]
+    assert due[-1]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert count(db_conn, sid) == 6
 
 
 async def test_origin_must_match_the_widgets_allowed_domains(aiohttp_client, make_app):

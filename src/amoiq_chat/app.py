@@ -12,11 +12,13 @@ from aiohttp import WSCloseCode, web
 
 from . import db
 from .bus import Bus
-from .appkeys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
+from .appkeys import (BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, REPLAY, SETTINGS, SOCKETS,
+                      STARTED_AT, WRITER)
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
 from .services.chat import ChatHooks
+from .services.messages import Replay
 from .services.presence import Presence, new_process_id
 from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
@@ -69,6 +71,7 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     bus = Bus(redis)
     app[BUS] = bus
     app[HUB] = Hub(bus)
+    app[REPLAY] = Replay(app[DB])
     app[CHAT_HOOKS] = ChatHooks()
     writer = MessageWriter(app[DB], settings.database_url, redis, bus,
                            queue_max=settings.writer_queue, batch_max=settings.writer_batch,

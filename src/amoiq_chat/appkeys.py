@@ -17,14 +17,15 @@ if TYPE_CHECKING:
     from .services.widgets import PublicWidgets
     from .services.writer import MessageWriter
     from .ws.hub import Hub
-    from .ws.transport import Connection
+    from .ws.sequencer import ReplaySource
+    from .ws.transport import Socket
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", aiopg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
-# Every open WebSocket of this process (its ws.transport.Connection, from start() to stop()):
+# Every open WebSocket of this process (its ws.connection.Connection, from start() to stop()):
 # pinged by the heartbeat, closed with 1001 on shutdown.
-SOCKETS: web.AppKey[set[Connection]] = web.AppKey("sockets")
+SOCKETS: web.AppKey[set[Socket]] = web.AppKey("sockets")
 STARTED_AT = web.AppKey("started_at", float)
 PUBLIC_WIDGETS: web.AppKey[PublicWidgets] = web.AppKey("public_widgets")  # widget rows kept for the public config
 RATE_COUNTERS = web.AppKey("rate_counters", WindowCounters)  # the HTTP rate limit's windows, counted per loop tick
@@ -39,5 +40,6 @@ PRINCIPAL = web.RequestKey("principal", object)  # auth.Principal
 WRITER: web.AppKey[MessageWriter] = web.AppKey("writer")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
+REPLAY: web.AppKey[ReplaySource] = web.AppKey("replay")  # where sockets read the messages they missed
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 CHAT_HOOKS: web.AppKey[ChatHooks] = web.AppKey("chat_hooks")

@@ -24,6 +24,7 @@ class Event:
     seq: int | None = None
     join: dict | None = None  # {"sessionId", "since"}: staff sockets that get it join that room
     exclude: str | None = None  # a connection id that must not get it (typing echo)
+    close: dict | None = None  # {"code", "reason"}: sockets that get it close after its frames (revocation)
 
     def for_audience(self, audience: str) -> list[bytes]:
         """The frames one kind of socket receives."""
@@ -31,7 +32,8 @@ class Event:
 
 
 def encode_event(frames: Iterable[tuple[str, bytes]], *, session_id: str | None = None, seq: int | None = None,
-                 join: dict | None = None, exclude: str | None = None, origin: str | None = None) -> bytes:
+                 join: dict | None = None, exclude: str | None = None, close: dict | None = None,
+                 origin: str | None = None) -> bytes:
     """Serialise an event once: header line, then each frame's bytes on its own line.
 
     `origin` (first in the header) marks an event its publishing process delivered to its own
@@ -48,6 +50,8 @@ def encode_event(frames: Iterable[tuple[str, bytes]], *, session_id: str | None 
         header["j"] = join
     if exclude is not None:
         header["x"] = exclude
+    if close is not None:
+        header["c"] = close
     return b"\n".join([dumps(header), *(data for _, data in frames)])
 
 
@@ -58,4 +62,5 @@ def decode_event(data: bytes) -> Event:
     audiences = header["a"]
     if not isinstance(audiences, str) or len(audiences) != len(lines) - 1:
         raise ValueError("frame count does not match the header")
-    return Event(list(zip(audiences, lines[1:])), header.get("s"), header.get("q"), header.get("j"), header.get("x"))
+    return Event(list(zip(audiences, lines[1:])), header.get("s"), header.get("q"), header.get("j"), header.get("x"),
+                 header.get("c"))

@@ -9,12 +9,13 @@ import asyncio
 import collections
 import logging
 import secrets
-from typing import Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 
 from ..tasks import cancel_and_wait
 from .events import Event
+from .redisio import buffered_replies, subscription_connection
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,40 @@ class _Room:
         self.waiters: collections.deque | None = None  # made when needed: a deque is ~600 bytes, per room
 
 
-class Bus:
-    """Publish events to rooms; deliver the rooms this process subscribed to to `on_event`."""
+class Listener(Protocol):
+    """Who gets this process's events (the local hub of sockets, `ws/hub.py`)."""
 
-    def __init__(self, redis: aioredis.Redis, on_event: Callable[[str, bytes], None] | None = None) -> None:
+    def deliver(self, room: str, data: bytes) -> None:
+        """An encoded event arrived from Redis on a room this process subscribed to."""
+
+    def deliver_event(self, room: str, event: Event) -> None:
+        """An event this process published, handed over directly (its listener skips the echo)."""
+
+    def resync(self) -> None:
+        """The subscription connection came back after a loss: events may have been missed."""
+
+
+class _Nobody:
+    """The listener of a bus nothing attached to."""
+
+    def deliver(self, room: str, data: bytes) -> None:
+        """Drop it."""
+
+    def deliver_event(self, room: str, event: Event) -> None:
+        """Drop it."""
+
+    def resync(self) -> None:
+        """Nothing to catch up."""
+
+
+class Bus:
+    """Publish events to rooms; hand the rooms this process subscribed to to its listener."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self.on_event = on_event or (lambda room, data: None)
-        self.on_local: Callable[[str, Event], None] = lambda room, event: None
+        self.listener: Listener = _Nobody()
         self.origin = secrets.token_hex(6)  # this process, in the header of events it delivers itself
         self._own = OWN_PREFIX % self.origin.encode()
-        self.on_reconnect: Callable[[], None] = lambda: None
         self._rooms: dict[str, _Room] = {}
         self._conn: aioredis.Connection | None = None
         self._send_lock = asyncio.Lock()
@@ -63,13 +88,17 @@ class Bus:
         if self._conn is not None:
             await self._conn.disconnect()
 
+    def attach(self, listener: Listener) -> None:
+        """Hand this process's events to `listener` from now on."""
+        self.listener = listener
+
     async def publish(self, room: str, event: bytes) -> None:
         """Publish one already-encoded event."""
         await self.redis.publish(room, event)
 
     def deliver_local(self, room: str, event: Event) -> None:
         """Hand an event to this process's sockets directly (it was published with `origin`)."""
-        self.on_local(room, event)
+        self.listener.deliver_event(room, event)
 
     def subscribed(self, room: str) -> bool:
         """True when this process listens to the room."""
@@ -120,9 +149,7 @@ class Bus:
 
     async def _open(self) -> tuple[aioredis.Connection, set[str]]:
         pool = self.redis.connection_pool
-        # RESP2: subscription replies and messages come back from read_response, not a push handler.
-        kwargs = {k: v for k, v in pool.connection_kwargs.items() if not k.startswith(("maint_", "orig_", "himport"))}
-        conn = pool.connection_class(**kwargs, protocol=2)
+        conn = subscription_connection(pool)
         rooms = list(self._rooms)
         try:
             await conn.connect()
@@ -150,7 +177,7 @@ class Bus:
                 if joined_meanwhile:  # rooms joined while we were reconnecting
                     await self._send("SUBSCRIBE", *joined_meanwhile)
                 if reconnected:
-                    self.on_reconnect()
+                    self.listener.resync()
                     self.reconnected.set()
                 backoff = 0.1
                 await self._read(self._conn)
@@ -179,15 +206,8 @@ class Bus:
             pinged = False
             self._handle(reply)
             # Replies already buffered (a writer's batch arrives together): parsed here, without
-            # an await and a timeout per message. Through redis-py's hiredis parser when it has
-            # one; otherwise each goes through read_response above.
-            buffered = getattr(getattr(conn, "_parser", None), "_reader", None)
-            while buffered is not None:
-                reply = buffered.gets()  # a pub/sub reply is a list; "not enough data" is a sentinel
-                if isinstance(reply, Exception):
-                    raise reply
-                if not isinstance(reply, list):
-                    break
+            # an await and a timeout per message.
+            for reply in buffered_replies(conn):
                 self._handle(reply)
 
     def _handle(self, reply) -> None:
@@ -196,7 +216,7 @@ class Bus:
             if kind == b"message":
                 self.received += 1
                 if not reply[2].startswith(self._own):  # our own were delivered locally
-                    self.on_event(reply[1].decode(), reply[2])
+                    self.listener.deliver(reply[1].decode(), reply[2])
             elif kind == b"subscribe":
                 state = self._rooms.get(reply[1].decode())
                 if state is not None and state.waiters:

@@ -124,3 +124,11 @@ async def announce_offline(bus: Bus, gone: Gone) -> None:
     frame = {"type": "user_offline", "userId": entry["userId"], "sessionId": entry.get("sessionId"), "timestamp": now_iso()}
     await bus.publish(rooms.admin(gone.tenant_id), encode_event([(FOR_STAFF, dumps(frame))]))
 
+
+
+async def revoke_agent(bus: Bus, agent_id: int) -> None:
+    """Close every socket an agent has open, on every process (deactivated, deleted, or a new password)."""
+    frame = {"type": "error", "code": "INVALID_JWT_TOKEN", "message": "This account no longer exists or is deactivated",
+             "errors": {}}
+    await bus.publish(rooms.agent(agent_id), encode_event([(FOR_STAFF, dumps(frame))],
+                                                          close={"code": 1008, "reason": "Credentials revoked"}))

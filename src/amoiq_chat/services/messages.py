@@ -14,6 +14,7 @@ import aiopg
 from .. import db
 from ..bus import FOR_STAFF, FOR_VISITORS, Event, encode_event
 from ..jsonutil import dumps, iso
+from . import sessions
 
 SENDER_001 = {"visitor": "user", "agent": "agent", "ai": "bot", "system": "system"}
 COLUMNS = ("id, tenant_id, session_id, seq, sender_type, sender_id, user_id, message, message_type,"
@@ -176,3 +177,22 @@ async def find_message(conn: aiopg.Connection, tenant_id: str, message_id: str) 
     """One message of the tenant by id."""
     return await db.fetch_one(conn, f"SELECT {COLUMNS} FROM messages WHERE id = %s AND tenant_id = %s",
                               (message_id, tenant_id))
+
+
+class Replay:
+    """Where sockets read the messages they missed (ws.sequencer.ReplaySource), over the pool."""
+
+    def __init__(self, pool: aiopg.Pool) -> None:
+        self.pool = pool
+
+    async def last_seq(self, session_id: str) -> int:
+        """The seq of the session's newest stored message (0 when none)."""
+        async with self.pool.acquire() as conn:
+            return await sessions.last_seq(conn, session_id)
+
+    async def after(self, session_id: str, after: int, upto: int | None, limit: int) -> list[dict]:
+        """Up to `limit` stored messages with after < seq <= upto, in seq order."""
+        async with self.pool.acquire() as conn:
+            return await messages_after(conn, session_id, after, upto, limit)
+
+    frames = staticmethod(frames_for)

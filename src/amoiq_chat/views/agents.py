@@ -7,9 +7,9 @@ from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, SECRET_KEY
 from ..http import json_response, path_id, read_json, validate
 from ..jsonutil import iso
-from ..appkeys import DB
+from ..appkeys import BUS, DB
 from ..schemas import AgentSchema, load_changes
-from ..services import accounts, stats
+from ..services import accounts, chat, stats
 
 routes = web.RouteTableDef()
 
@@ -64,6 +64,8 @@ async def update_agent(request: web.Request) -> web.Response:
     principal = await authenticate(request, allow=(ADMIN,))
     changes = load_changes(AgentSchema, await read_json(request))
     row = await accounts.update_agent(request.app[DB], principal.tenant_id, agent_id(request), changes)
+    if not row["is_active"] or "password" in changes:  # its open sockets go, on every process
+        await chat.revoke_agent(request.app[BUS], row["id"])
     return json_response({"success": True, "message": "Agent updated successfully", "data": {"agent": agent_json(row)}})
 
 
@@ -72,4 +74,5 @@ async def delete_agent(request: web.Request) -> web.Response:
     """Remove an agent of the tenant."""
     principal = await authenticate(request, allow=(ADMIN,))
     await accounts.delete_agent(request.app[DB], principal.tenant_id, agent_id(request))
+    await chat.revoke_agent(request.app[BUS], agent_id(request))
     return json_response({"success": True, "message": "Agent deleted successfully"})

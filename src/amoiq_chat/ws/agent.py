@@ -13,7 +13,7 @@ from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
 from ..services import chat, sessions
 from .frames import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
 from .registry import Registry, new_socket, read_frames
-from .transport import Connection
+from .connection import Connection
 
 routes = web.RouteTableDef()
 agent_frames = Registry("agent")
@@ -44,7 +44,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     conn = Connection(app, ws, FOR_STAFF)
     conn.tenant_id = staff["tenant_id"]
     conn.staff = staff
-    conn.start(request.transport)
+    conn.start(request)
     try:
         hub_rooms = [rooms.tenant(conn.tenant_id), rooms.admin(conn.tenant_id),
                      rooms.agent(staff["id"]) if staff["role"] == credentials.AGENT else rooms.user(staff["id"])]

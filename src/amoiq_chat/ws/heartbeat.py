@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from ..tasks import cancel_and_wait
-from .transport import Connection
+from .transport import Socket
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ CHUNK = 500  # sockets per loop tick in a sweep: thousands of sockets do not sta
 class Heartbeat:
     """The process's ping sweeper over its open sockets."""
 
-    def __init__(self, sockets: set[Connection], interval: float) -> None:
+    def __init__(self, sockets: set[Socket], interval: float) -> None:
         self.sockets = sockets
         self.interval = interval
         self.dropped = 0

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..bus import Bus, Event, decode_event, rooms
 
 if TYPE_CHECKING:
-    from .transport import Connection
+    from .sequencer import Sequencer as Connection
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,7 @@ class Hub:
         self.bus = bus
         # Lists, not sets: most rooms hold one or two sockets, and a socket joins a room once.
         self.rooms: dict[str, list["Connection"]] = {}
-        bus.on_event = self.deliver
-        bus.on_local = self.deliver_event
-        bus.on_reconnect = self.resync
+        bus.attach(self)
 
     async def join(self, conn: "Connection", room: str) -> None:
         """Add a connection to a room; return once the bus listens to it."""

@@ -10,7 +10,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import ApiError, InternalError, RateLimited, ValidationError
 from ..http import json_object, validate
-from .transport import Connection
+from .connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -96,28 +96,37 @@ class Registry:
 
 
 async def read_frames(conn: Connection, registry: Registry) -> None:
-    """Read this socket until it closes, running each frame to completion before the next."""
+    """Read this socket until it closes, running each frame to completion before the next.
+
+    Every frame counts against the socket's rate (text, ping, pong): past it a text frame is
+    refused with an error frame and a ping goes unanswered; a second window in a row over the
+    rate closes the socket with 1008, after the frames already due. A binary frame closes it
+    with 1003 (the protocol is JSON text).
+    """
     ws = conn.ws
     clock = asyncio.get_running_loop().time
     async for msg in ws:
         conn.seen = now = clock()  # any frame, pong or not, shows the peer is alive
-        if msg.type == WSMsgType.TEXT:
-            if conn.over_limit(now):
-                conn.send(error_frame(RateLimited("Too many frames; at most "
-                                                  f"{conn.limit.count} per {conn.limit.seconds} s")))
-                if conn.abusive:
-                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"Rate limit exceeded")
-                    return
-                continue
-            await registry.dispatch(conn, msg.data)
-        elif msg.type == WSMsgType.BINARY:
+        kind = msg.type
+        if kind == WSMsgType.BINARY:
             conn.send(error_frame(ValidationError("Binary frames are not supported; send JSON text",
                                                   errors={"frame": "binary"})))
-        elif msg.type == WSMsgType.PING:
-            conn.pong(msg.data)
-        elif msg.type == WSMsgType.ERROR:
+            conn.close_soon(WSCloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
+            return
+        if kind == WSMsgType.ERROR:
             log.debug("socket %s closed with error %s", conn.id, ws.exception())
             return
+        if conn.over_limit(now):
+            if kind == WSMsgType.TEXT:
+                conn.send(error_frame(RateLimited("Too many frames; at most "
+                                                  f"{conn.limit.count} per {conn.limit.seconds} s")))
+            if conn.abusive:
+                conn.close_soon(WSCloseCode.POLICY_VIOLATION, "Rate limit exceeded")
+                return
+        elif kind == WSMsgType.TEXT:
+            await registry.dispatch(conn, msg.data)
+        elif kind == WSMsgType.PING:
+            conn.pong(msg.data)
 
 
 def new_socket(max_frame_bytes: int) -> web.WebSocketResponse:

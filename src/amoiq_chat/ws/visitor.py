@@ -19,7 +19,7 @@ from ..services.widgets import origin_allowed
 from ..schemas import MessageBody, VisitorFields
 from .frames import JoinFrame, SyncFrame, TypingFrame, plain_message
 from .registry import Registry, new_socket, read_frames
-from .transport import Connection
+from .connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     conn = Connection(app, ws, FOR_VISITORS)
     conn.session_id = session_id
     conn.origin, conn.since = request.headers.get("Origin"), since
-    conn.start(request.transport)
+    conn.start(request)
     try:
         conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
                    "joined": session is not None, "timestamp": now_iso()})
