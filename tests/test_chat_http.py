@@ -10,6 +10,7 @@ from amoiq_chat import credentials
 from amoiq_chat.appkeys import DB, PUBLIC_WIDGETS, SETTINGS
 from amoiq_chat.jsonutil import iso
 from amoiq_chat.services import messages
+from amoiq_chat.store import messages as stored_messages
 from amoiq_chat.services.widgets import PUBLIC_TTL
 
 from .chat_fixtures import make_tenant, recv, session_id, until
@@ -113,7 +114,7 @@ async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_con
                     " JOIN messages m ON m.id = o.message_id WHERE m.session_id = %s ORDER BY m.seq", (sid,))
         assert cur.fetchall() == [("message.created", "pending", None, tenant.id)] * 2
     async with client.app[DB].acquire() as conn:  # the webhook body is made from the stored message
-        (stored,) = await messages.find_by_ids(conn, [body["messageId"]])
+        (stored,) = await stored_messages.find_by_ids(conn, [body["messageId"]])
     assert messages.webhook_payload(stored) == {
         "event": "message.created", "timestamp": iso(stored["created_at"]),
         "data": {"messageId": body["messageId"], "sessionId": sid, "userId": None, "tenantId": tenant.id,

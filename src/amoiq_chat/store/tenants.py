@@ -34,3 +34,14 @@ async def set_identity_secret(conn: aiopg.Connection, tenant_id: str, secret: st
         f"UPDATE tenants SET identity_secret = %s, updated_at = now() WHERE id = %s RETURNING {TENANT_COLUMNS}",
         (secret, tenant_id),
     )
+
+
+async def insert_tenant(conn: aiopg.Connection, tenant_id: str, name: str, identity_secret: str) -> None:
+    """Add a tenant."""
+    await db.execute(conn, "INSERT INTO tenants (id, name, identity_secret) VALUES (%s, %s, %s)",
+                     (tenant_id, name, identity_secret))
+
+
+async def any_tenant(conn: aiopg.Connection) -> bool:
+    """True when at least one tenant exists."""
+    return await db.fetch_one(conn, "SELECT 1 FROM tenants LIMIT 1") is not None

@@ -6,7 +6,7 @@ from aiohttp import web
 from .. import credentials
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
-from ..errors import Forbidden, MissingSessionId, MissingTenantId, ValidationError
+from ..errors import Forbidden, MissingSessionId, MissingTenantId
 from ..bus import rooms
 from ..http import json_response, read_json, validate
 from ..appkeys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
@@ -109,13 +109,8 @@ async def list_messages(request: web.Request) -> web.Response:
         if session_id and session_id != principal.session_id:
             raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
     before = str(query["before"]) if query.get("before") else None
-    async with request.app[DB].acquire() as conn:
-        if session_id:
-            await sessions.find_session(conn, session_id, tenant_id)
-        if before and await messages.find_message(conn, tenant_id, before) is None:
-            raise ValidationError("before names no message of this tenant", errors={"before": "unknown message"})
-        rows, more = await messages.page(conn, tenant_id, session_id=None if user_id else session_id,
-                                         user_id=user_id, before=before, limit=query["limit"])
+    rows, more = await chat.history_page(request.app[DB], tenant_id, session_id=session_id, user_id=user_id,
+                                         before=before, limit=query["limit"])
     items = [messages.to_001(row) for row in rows]
     return json_response({"messages": items, "hasMore": more, "nextBefore": items[0]["id"] if more and items else None})
 
@@ -136,9 +131,6 @@ async def session_messages(request: web.Request) -> web.Response:
     """A conversation's full history for the agent interface (004 shape)."""
     principal = await authenticate(request, allow=STAFF_CREDENTIALS)
     session_id = sessions.check_session_id(request.match_info["sessionId"])
-    async with request.app[DB].acquire() as conn:
-        session = await sessions.find_session(conn, session_id, principal.tenant_id)
-        rows = await messages.session_history(conn, session_id)
-        info = await sessions.customer_info(conn, session)
+    rows, info = await chat.transcript(request.app[DB], principal.tenant_id, session_id)
     return json_response({"success": True, "sessionId": session_id,
                           "messages": [messages.to_004(row) for row in rows], "customerInfo": info})

@@ -11,6 +11,7 @@ from ..errors import Forbidden, Unauthorized, ValidationError
 from ..jsonutil import now_iso
 from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
 from ..services import chat, sessions
+from ..store import sessions as stored_sessions
 from .frames import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
 from .registry import Registry, new_socket, read_frames
 from .transport import Connection
@@ -54,7 +55,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
                    "name": staff["name"], "timestamp": now_iso()})
         if staff["role"] == credentials.AGENT:
             async with app[DB].acquire() as db_conn:
-                held = await sessions.assigned_sessions(db_conn, staff["id"])
+                held = await stored_sessions.assigned_session_ids(db_conn, staff["id"])
             for session_id in held:
                 await conn.follow(session_id)
         await read_frames(conn, agent_frames)

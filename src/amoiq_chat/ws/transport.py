@@ -22,7 +22,8 @@ from aiohttp import WSCloseCode, web
 from ..bus import FOR_STAFF, Event, rooms
 from ..jsonutil import dumps
 from ..appkeys import DB, HUB, SETTINGS, SOCKETS
-from ..services import messages, sessions
+from ..services import messages
+from ..store import messages as stored_messages, sessions as stored_sessions
 from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ class Connection:
         try:
             await self.app[HUB].join(self, rooms.conversation(item.session_id))
             async with self.app[DB].acquire() as conn:
-                newest = await sessions.last_seq(conn, item.session_id)
+                newest = await stored_sessions.last_seq(conn, item.session_id)
             start = newest if item.since is None else min(item.since, newest)
             self.cursors[item.session_id] = start
             await self._fill(item.session_id, newest)
@@ -325,7 +326,7 @@ class Connection:
             if upto is not None and cursor >= upto:
                 return
             async with self.app[DB].acquire() as conn:
-                rows = await messages.messages_after(conn, session_id, cursor, upto)
+                rows = await stored_messages.messages_after(conn, session_id, cursor, upto)
             if not rows:
                 return
             for row in rows:
