@@ -3,7 +3,7 @@ chat's visitor bodies (unknown fields ignored: widgets send more than the server
 socket frames share (`ws/frames.py`)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Length, OneOf, Range, Regexp
@@ -213,6 +213,11 @@ class VisitorFields(Lenient):
     siteKey = Text255(allow_none=True)
 
 
+def message_text(data: Mapping[str, Any]) -> str:
+    """A message's text: `text`, else `message` (the 004 widget's name for it), stripped ("" when neither)."""
+    return (data.get("text") or data.get("message") or "").strip()
+
+
 class HasText(Lenient):
     """A message's `text` (or `message`, as the 004 widget says) and optional clientMessageId."""
 
@@ -223,7 +228,7 @@ class HasText(Lenient):
     @validates_schema
     def has_text(self, data, **kwargs):
         """One of text/message must hold something."""
-        if not (data.get("text") or data.get("message") or "").strip():
+        if not message_text(data):
             raise ValidationError("text (or message) is required", field_name="text")
 
 

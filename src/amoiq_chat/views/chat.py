@@ -7,11 +7,10 @@ from .. import credentials
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
 from ..errors import Forbidden, MissingSessionId, MissingTenantId
-from ..bus import rooms
 from ..http import json_response, read_json, validate
 from ..appkeys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
-from ..services import chat, messages, sessions
-from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody
+from ..services import chat, messages, sessions, visitors
+from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody, message_text
 
 routes = web.RouteTableDef()
 STAFF_CREDENTIALS = (ADMIN, AGENT, SECRET_KEY)
@@ -25,6 +24,17 @@ def tenant_of(principal: Principal, tenant_id: str | None) -> str:
     return tenant_id
 
 
+async def _enter(request: web.Request, body: dict, tenant_id: str, session_id: str, *, principal: Principal | None = None,
+                 refresh: bool = True) -> visitors.Visit:
+    """The visitor's session for a request body (services.visitors.enter)."""
+    claim = visitors.Claim(
+        tenant_id, session_id, site_key=body.get("siteKey") or body.get("siteId"), origin=request.headers.get("Origin"),
+        user_id=body.get("userId"), user_hash=body.get("userHash"), fingerprint=body.get("fingerprint"),
+        user_info=body.get("userInfo"),
+        token=principal if principal is not None and principal.role == VISITOR else None)
+    return await visitors.enter(request.app[DB], request.app[REDIS], request.app[PUBLIC_WIDGETS], claim, refresh=refresh)
+
+
 @routes.post("/api/chat/anonymous-token", name="chat_anonymous_token")
 async def anonymous_token(request: web.Request) -> web.Response:
     """Issue a visitor JWT bound to a session (created when new); `uid` only for a vouched-for userId."""
@@ -32,16 +42,10 @@ async def anonymous_token(request: web.Request) -> web.Response:
     body = validate(AnonymousTokenBody, await read_json(request, required=False))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
-    async with request.app[DB].acquire() as conn:
-        site_key = None
-        if body.get("siteKey"):
-            site_key = (await sessions.find_widget(conn, body["siteKey"], tenant_id))["site_key"]
-        verified = await sessions.verify_identity(conn, tenant_id, body.get("userId"), body.get("userHash"))
-        user_id = body.get("userId") if verified else None
-        await sessions.ensure_session(conn, tenant_id, session_id, site_key=site_key,
-                                      fingerprint=body.get("fingerprint"), user_id=user_id)
+    visit = await _enter(request, body, tenant_id, session_id)
     settings = request.app[SETTINGS]
-    token = credentials.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id, uid=user_id)
+    token = credentials.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id,
+                                    uid=visit.user_id)
     return json_response({"token": token, "expiresIn": settings.visitor_token_ttl, "sessionId": session_id})
 
 
@@ -52,13 +56,7 @@ async def open_session(request: web.Request) -> web.Response:
     body = validate(SessionBody, await read_json(request))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
-    async with request.app[DB].acquire() as conn:
-        widget = await sessions.find_widget(conn, body["siteKey"], tenant_id)
-        verified = await sessions.verify_identity(conn, tenant_id, body.get("userId"), body.get("userHash"))
-        session = await sessions.ensure_session(
-            conn, tenant_id, session_id, site_key=widget["site_key"], fingerprint=body.get("fingerprint"),
-            user_id=body.get("userId") if verified else None, user_info=body.get("userInfo"))
-    await rooms.refresh_session(request.app[REDIS], session)
+    session = (await _enter(request, body, tenant_id, session_id)).session
     return json_response({"success": True, "sessionId": session_id, "tenantId": tenant_id,
                           "siteKey": session["site_key"], "status": session["status"], "aiMode": session["ai_mode"]})
 
@@ -75,17 +73,8 @@ async def post_message(request: web.Request) -> web.Response:
         raise MissingSessionId()
     if principal.role == VISITOR and session_id != principal.session_id:
         raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
-    site_key = body.get("siteKey") or body.get("siteId")
-    async with request.app[DB].acquire() as conn:
-        if site_key:
-            site_key = (await sessions.find_widget(conn, site_key, tenant_id, request.app[PUBLIC_WIDGETS]))["site_key"]
-        user_id = body.get("userId")
-        verified = principal.user_id == user_id if principal.role == VISITOR and user_id else \
-            await sessions.verify_identity(conn, tenant_id, user_id, body.get("userHash"))
-        session = await sessions.ensure_session(
-            conn, tenant_id, session_id, site_key=site_key, fingerprint=body.get("fingerprint"),
-            user_id=user_id if verified else None, user_info=body.get("userInfo"))
-    text = (body.get("text") or body.get("message")).strip()
+    session = (await _enter(request, body, tenant_id, session_id, principal=principal, refresh=False)).session
+    text = message_text(body)
     stored = await chat.post_visitor_message(request.app[WRITER], session, text,
                                              client_message_id=body.get("clientMessageId"),
                                              metadata=chat.visitor_metadata(body))
