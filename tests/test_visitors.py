@@ -16,19 +16,19 @@ async def shop(aiohttp_client, make_app):
     return client, tenant
 
 
-def routes(tenant, sid):
+def routes(tenant):
     """Each visitor route that names the widget, with a body for a new session."""
     return [
-        ("/api/chat/anonymous-token", {"tenantId": tenant.id, "sessionId": sid, "siteKey": tenant.site_key}),
-        ("/api/chat/session", {"tenantId": tenant.id, "sessionId": sid, "siteKey": tenant.site_key}),
-        ("/webchat/message", {"tenantId": tenant.id, "sessionId": sid, "siteKey": tenant.site_key, "text": "hi"}),
-        ("/api/chat/messages", {"tenantId": tenant.id, "sessionId": sid, "siteId": tenant.site_key, "text": "hi"}),
+        ("/api/chat/anonymous-token", {"tenantId": tenant.id, "sessionId": session_id(), "siteKey": tenant.site_key}),
+        ("/api/chat/session", {"tenantId": tenant.id, "sessionId": session_id(), "siteKey": tenant.site_key}),
+        ("/webchat/message", {"tenantId": tenant.id, "sessionId": session_id(), "siteKey": tenant.site_key, "text": "hi"}),
+        ("/api/chat/messages", {"tenantId": tenant.id, "sessionId": session_id(), "siteId": tenant.site_key, "text": "hi"}),
     ]
 
 
 async def test_every_visitor_route_checks_the_origin_against_the_widget(shop, db_conn):
     client, tenant = shop
-    for path, body in routes(tenant, session_id()):
+    for path, body in routes(tenant):
         resp = await client.post(path, json=body, headers={**tenant.bearer(), "Origin": "https://evil.test"})
         answer = await resp.json()
         assert resp.status == 403 and answer["errors"] == {"origin": "not allowed"}, path
@@ -36,14 +36,14 @@ async def test_every_visitor_route_checks_the_origin_against_the_widget(shop, db
             cur.execute("SELECT count(*) FROM sessions WHERE session_id = %s", (body["sessionId"],))
             assert cur.fetchone() == (0,), path
     for origin in ("https://shop.example.com", None):  # a listed page, or no Origin at all (curl)
-        for path, body in routes(tenant, session_id()):
+        for path, body in routes(tenant):
             headers = {**tenant.bearer(), **({"Origin": origin} if origin else {})}
             assert (await client.post(path, json=body, headers=headers)).status == 200, (path, origin)
 
 
 async def test_a_token_or_a_session_writes_the_session_cache(shop):
     client, tenant = shop
-    for path, body in routes(tenant, session_id())[:2]:
+    for path, body in routes(tenant)[:2]:
         assert (await client.post(path, json=body, headers=tenant.bearer())).status == 200
         assert await client.app[REDIS].get(f"session:{body['sessionId']}") is not None, path
 

@@ -8,7 +8,7 @@ import aiopg
 import psycopg2.errors
 
 from .. import db
-from ..credentials import random_id, user_hash_valid
+from ..credentials import hash_api_key, new_session_secret, random_id, user_hash_valid
 from ..errors import Conflict, Forbidden, SessionNotFound, Unauthorized, ValidationError
 from ..jsonutil import iso
 from ..store import accounts, sessions as store, tenants, widgets
@@ -46,36 +46,47 @@ async def find_widget(conn: aiopg.Connection, site_key: str, tenant_id: str | No
 
 
 async def verify_identity(conn: aiopg.Connection, tenant_id: str, user_id: str | None, given_hash: str | None) -> bool:
-    """Check userHash when the tenant turned identity verification on; return whether userId is vouched for."""
+    """Check userHash when the tenant turned identity verification on (401 when wrong); return whether
+    userId is verified (False without verification: then a userId is only claimed)."""
     if not user_id:
         return False
     tenant = await tenants.tenant_by_id(conn, tenant_id)
     if tenant is None:
         raise Forbidden("Unknown tenant")
     if not tenant["identity_verification"]:
-        return True
+        return False
     if not user_hash_valid(tenant["identity_secret"], user_id, given_hash):
         raise Unauthorized("userHash is missing or invalid for this userId", errors={"userHash": "missing or invalid"})
     return True
 
 
 async def ensure_session(conn: aiopg.Connection, tenant_id: str, session_id: str, *, site_key: str | None = None,
-                         fingerprint: str | None = None, user_id: str | None = None,
-                         user_info: dict | None = None) -> dict:
-    """Create the session for the tenant, or resume it (403 when another tenant or user holds it,
-    404 when its widget is gone)."""
+                         fingerprint: str | None = None, user_id: str | None = None, user_verified: bool = False,
+                         user_info: dict | None = None, secret_hash: str | None = None, secret: str | None = None,
+                         proven: bool = False) -> dict:
+    """Create the session for the tenant (its secret kept as `secret_hash`), or resume it with proof:
+    `secret` (its sessionSecret), `proven` (a visitor token for it, a secret key), or the tenant's
+    `session_resume` = session_id. 403 when another tenant or user holds it or the proof is missing,
+    404 when its widget is gone; the row's `created` tells a new session."""
     user_info = user_info or {}
     try:
         row = await store.upsert_session(conn, tenant_id, session_id, site_key=site_key, fingerprint=fingerprint,
-                                         user_id=user_id, user_info=user_info)
+                                         user_id=user_id, user_verified=user_verified, user_info=user_info,
+                                         secret_hash=secret_hash or new_session_secret()[1],
+                                         proof_hash=hash_api_key(secret) if secret else None, proven=proven)
     except psycopg2.errors.ForeignKeyViolation:
         if site_key is None:
             raise
         # its widget was deleted since the caller found it (with its tenant, if that went too)
         raise widget_not_found(site_key) from None
-    if row is None:  # refused, and nothing written: say whose it is
-        if await store.session_tenant(conn, session_id) != tenant_id:
+    if row is None:  # refused, and nothing written: say why
+        owner = await store.session_owner(conn, session_id)
+        if owner is None or owner["tenant_id"] != tenant_id:
             raise Forbidden("This session belongs to another tenant")
+        if not (proven or owner["session_resume"] == "session_id"
+                or (secret and owner["secret_hash"] == hash_api_key(secret))):
+            raise Forbidden("Resuming this session needs its sessionSecret (or a visitor token for it)",
+                            errors={"sessionSecret": "missing or wrong"})
         raise Forbidden("This session belongs to another user", errors={"userId": "does not match the session"})
     return row
 

@@ -78,7 +78,7 @@ async def tenant_settings(pool: aiopg.Pool, tenant_id: str) -> dict:
 
 
 async def update_tenant_settings(pool: aiopg.Pool, tenant_id: str, changes: dict) -> dict:
-    """Change the tenant's name or identity verification flag."""
+    """Change the tenant's name, identity verification flag or session resume rule."""
     async with pool.acquire() as conn:
         row = await store.update_tenant(conn, tenant_id, changes)
     if row is None:

@@ -8,8 +8,8 @@ import aiopg
 from .. import db
 from . import assignments
 
-TENANT_COLUMNS = "id, name, identity_verification, identity_secret, created_at, updated_at"
-TENANT_WRITABLE = ("name", "identity_verification")
+TENANT_COLUMNS = "id, name, identity_verification, identity_secret, session_resume, created_at, updated_at"
+TENANT_WRITABLE = ("name", "identity_verification", "session_resume")
 
 
 async def tenant_by_id(conn: aiopg.Connection, tenant_id: str) -> dict | None:
@@ -18,7 +18,7 @@ async def tenant_by_id(conn: aiopg.Connection, tenant_id: str) -> dict | None:
 
 
 async def update_tenant(conn: aiopg.Connection, tenant_id: str, changes: Mapping[str, Any]) -> dict | None:
-    """Change the tenant's name or identity verification flag."""
+    """Change the tenant's name, identity verification flag or session resume rule."""
     return await db.fetch_one(
         conn,
         f"UPDATE tenants SET {assignments(changes, TENANT_WRITABLE)}, updated_at = now()"

@@ -24,29 +24,38 @@ def tenant_of(principal: Principal, tenant_id: str | None) -> str:
     return tenant_id
 
 
-async def _enter(request: web.Request, body: dict, tenant_id: str, session_id: str, *, principal: Principal | None = None,
+async def _enter(request: web.Request, principal: Principal, body: dict, tenant_id: str, session_id: str, *,
                  refresh: bool = True) -> visitors.Visit:
     """The visitor's session for a request body (services.visitors.enter)."""
     claim = visitors.Claim(
         tenant_id, session_id, site_key=body.get("siteKey") or body.get("siteId"), origin=request.headers.get("Origin"),
         user_id=body.get("userId"), user_hash=body.get("userHash"), fingerprint=body.get("fingerprint"),
-        user_info=body.get("userInfo"),
-        token=principal if principal is not None and principal.role == VISITOR else None)
+        user_info=body.get("userInfo"), secret=body.get("sessionSecret"),
+        token=principal if principal.role == VISITOR else None, trusted=principal.role == SECRET_KEY)
     return await visitors.enter(request.app[DB], request.app[REDIS], request.app[PUBLIC_WIDGETS], claim, refresh=refresh)
+
+
+def _secret(visit: visitors.Visit) -> dict:
+    """`sessionSecret` for whoever just created the session (shown this once), else nothing."""
+    return {"sessionSecret": visit.secret} if visit.secret else {}
 
 
 @routes.post("/api/chat/anonymous-token", name="chat_anonymous_token")
 async def anonymous_token(request: web.Request) -> web.Response:
-    """Issue a visitor JWT bound to a session (created when new); `uid` only for a vouched-for userId."""
-    principal = await authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
+    """Issue a visitor JWT bound to a session (created when new, else with proof); `uid` only for a verified userId.
+
+    A still-valid visitor token renews itself here (for its own session only).
+    """
+    principal = await authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY, VISITOR))
     body = validate(AnonymousTokenBody, await read_json(request, required=False))
     tenant_id = tenant_of(principal, body.get("tenantId"))
-    session_id = body.get("sessionId") or sessions.new_session_id()
-    visit = await _enter(request, body, tenant_id, session_id)
+    session_id = body.get("sessionId") or principal.session_id or sessions.new_session_id()
+    visit = await _enter(request, principal, body, tenant_id, session_id)
     settings = request.app[SETTINGS]
     token = credentials.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id,
                                     uid=visit.user_id)
-    return json_response({"token": token, "expiresIn": settings.visitor_token_ttl, "sessionId": session_id})
+    return json_response({"token": token, "expiresIn": settings.visitor_token_ttl, "sessionId": session_id,
+                          **_secret(visit)})
 
 
 @routes.post("/api/chat/session", name="chat_session")
@@ -56,9 +65,11 @@ async def open_session(request: web.Request) -> web.Response:
     body = validate(SessionBody, await read_json(request))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
-    session = (await _enter(request, body, tenant_id, session_id)).session
+    visit = await _enter(request, principal, body, tenant_id, session_id)
+    session = visit.session
     return json_response({"success": True, "sessionId": session_id, "tenantId": tenant_id,
-                          "siteKey": session["site_key"], "status": session["status"], "aiMode": session["ai_mode"]})
+                          "siteKey": session["site_key"], "status": session["status"], "aiMode": session["ai_mode"],
+                          **_secret(visit)})
 
 
 @routes.post("/webchat/message", name="webchat_message")
@@ -73,14 +84,16 @@ async def post_message(request: web.Request) -> web.Response:
         raise MissingSessionId()
     if principal.role == VISITOR and session_id != principal.session_id:
         raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
-    session = (await _enter(request, body, tenant_id, session_id, principal=principal, refresh=False)).session
+    visit = await _enter(request, principal, body, tenant_id, session_id, refresh=False)
+    session = visit.session
     text = message_text(body)
     stored = await chat.post_visitor_message(request.app[WRITER], session, text,
                                              client_message_id=body.get("clientMessageId"),
                                              metadata=chat.visitor_metadata(body))
     await chat.after_visitor_message(request.app[CHAT_HOOKS], session, stored)
     return json_response({"success": True, "messageId": stored.id, "sessionId": session_id, "seq": stored.seq,
-                          "clientMessageId": body.get("clientMessageId"), "duplicate": stored.duplicate})
+                          "clientMessageId": body.get("clientMessageId"), "duplicate": stored.duplicate,
+                          **_secret(visit)})
 
 
 @routes.get("/api/chat/messages", name="chat_messages")

@@ -65,6 +65,7 @@ class Follow:
     session_id: str
     since: int | None
     done: asyncio.Future | None = None
+    status: dict | None = None  # sent once live, with `lastSeq` (the newest seq when it joined)
 
 
 @dataclass(slots=True)
@@ -151,10 +152,11 @@ class Connection:
         if event.join and self.kind == FOR_STAFF:
             self._put(Follow(event.join["sessionId"], event.join.get("since")))
 
-    async def follow(self, session_id: str, since: int | None = None) -> None:
-        """Join a conversation, replay after `since` (None: only new ones), and return once live."""
+    async def follow(self, session_id: str, since: int | None = None, status: dict | None = None) -> None:
+        """Join a conversation, replay after `since` (None: only new ones), send `status` (with
+        `lastSeq`) if given, and return once live: every message after lastSeq comes after it."""
         done = asyncio.get_running_loop().create_future()
-        if not self._put(Follow(session_id, since, done)):
+        if not self._put(Follow(session_id, since, done, status)):
             raise ConnectionResetError("the socket is closing")
         await done
 
@@ -308,6 +310,8 @@ class Connection:
             start = newest if item.since is None else min(item.since, newest)
             self.cursors[item.session_id] = start
             await self._fill(item.session_id, newest)
+            if item.status is not None:
+                self._emit(dumps({**item.status, "lastSeq": newest}))
         except Exception as exc:
             if item.done is not None and not item.done.done():
                 item.done.set_exception(exc)

@@ -64,10 +64,11 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     conn.origin, conn.since = request.headers.get("Origin"), since
     conn.start(request.transport)
     try:
-        conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
-                   "joined": session is not None, "timestamp": now_iso()})
-        if session is not None:
-            await _join(conn, session, {})
+        if session is None:
+            conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
+                       "joined": False, "timestamp": now_iso()})
+        else:
+            await _join(conn, session, {}, "connected")
         await read_frames(conn, visitor_frames)
     finally:
         # Shielded: aiohttp cancels the handler of a lost connection, and a cancel landing here
@@ -82,8 +83,9 @@ async def _close(conn: Connection) -> None:
     await conn.stop()
 
 
-async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None:
-    """Bind the socket to its session: presence, the conversation room, replay after ?since."""
+async def _join(conn: Connection, session: dict, fields: dict[str, Any], status: str, secret: str | None = None) -> None:
+    """Bind the socket to its session: presence, the conversation room, replay after ?since, then
+    `connection_status` `joined: true` with `lastSeq` (and `sessionSecret` when the join created the session)."""
     app = conn.app
     conn.tenant_id = session["tenant_id"]
     conn.user_id = session.get("user_id")
@@ -98,7 +100,16 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None
     conn.presence_field = field_name
     if await app[PRESENCE].connected(conn.tenant_id, field_name, value):
         await chat.announce_online(app[BUS], conn.tenant_id, field_name, value)
-    await conn.follow(session["session_id"], conn.since)
+    await conn.follow(session["session_id"], conn.since, _joined_status(conn, status, secret))
+
+
+def _joined_status(conn: Connection, status: str, secret: str | None = None) -> dict[str, Any]:
+    """The `connection_status` a socket gets once it follows its conversation (the transport adds `lastSeq`)."""
+    frame = {"type": "connection_status", "status": status, "sessionId": conn.session_id, "joined": True,
+             "timestamp": now_iso()}
+    if secret:
+        frame["sessionSecret"] = secret  # this socket's first frame created the session: shown this once
+    return frame
 
 
 async def _leave(conn: Connection) -> None:
@@ -113,14 +124,16 @@ async def _leave(conn: Connection) -> None:
         log.warning("presence of %s not cleared: %s", conn.session_id, exc)
 
 
-async def join_with_site_key(conn: Connection, frame: dict) -> None:
-    """Before each frame of a tokenless socket: the first one carrying siteKey joins the session."""
+async def join_with_site_key(conn: Connection, frame: dict) -> bool:
+    """Before each frame of a tokenless socket: the first one carrying siteKey joins the session
+    (an existing one with its sessionSecret). True when that frame was a `join`: its
+    `connection_status` was its answer."""
     if frame.get("sessionId") not in (None, conn.session_id):
         raise Forbidden("This socket belongs to another session", errors={"sessionId": "does not match the socket"})
     if conn.session is not None:
         if frame.get("tenantId") not in (None, conn.tenant_id):
             raise Forbidden("This session belongs to another tenant", errors={"tenantId": "does not match the session"})
-        return
+        return False
     site_key = frame.get("siteKey") or frame.get("siteId")
     if not isinstance(site_key, str) or not site_key:
         raise ValidationError("Send siteKey with the first frame (or connect with ?token=)",
@@ -129,14 +142,16 @@ async def join_with_site_key(conn: Connection, frame: dict) -> None:
     app = conn.app
     claim = visitors.Claim(fields.get("tenantId"), conn.session_id, site_key=site_key, origin=conn.origin,
                            origin_required=True, user_id=fields.get("userId"), user_hash=fields.get("userHash"),
-                           fingerprint=fields.get("fingerprint"), user_info=fields.get("userInfo") or None)
+                           fingerprint=fields.get("fingerprint"), user_info=fields.get("userInfo") or None,
+                           secret=fields.get("sessionSecret"))
     try:
         visit = await visitors.enter(app[DB], app[REDIS], app[PUBLIC_WIDGETS], claim)
     except Forbidden as exc:
         if "origin" in exc.errors:  # a page the widget does not allow: say why, then close
             exc.details["close"] = WSCloseCode.POLICY_VIOLATION
         raise
-    await _join(conn, visit.session, fields)
+    await _join(conn, visit.session, fields, "joined", visit.secret)
+    return frame.get("type") == "join"
 
 
 visitor_frames.before = join_with_site_key
@@ -144,9 +159,9 @@ visitor_frames.before = join_with_site_key
 
 @visitor_frames.handler("join", JoinFrame())
 async def on_join(conn: Connection, frame: dict) -> None:
-    """A listening tab joined (the join itself happened in `before`)."""
-    conn.send({"type": "connection_status", "status": "joined", "sessionId": conn.session_id,
-               "timestamp": now_iso()})
+    """A `join` on a socket already joined: `connection_status` joined again, once caught up (a first
+    `join` was answered by the join itself, in `before`)."""
+    await conn.follow(conn.session_id, conn.cursors.get(conn.session_id), _joined_status(conn, "joined"))
 
 
 @visitor_frames.handler("message", MessageBody(), fast=plain_message)
