@@ -6,7 +6,9 @@ import jwt
 import pytest
 
 from amoiq_chat import credentials
-from amoiq_chat.appkeys import DB, SETTINGS, WRITER
+from amoiq_chat.appkeys import DB, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
+from amoiq_chat.errors import Forbidden
+from amoiq_chat.services import visitors
 from amoiq_chat.services.writer import Draft
 
 from .chat_fixtures import make_tenant, nothing_more, recv, session_id, until
@@ -224,3 +226,18 @@ async def test_a_message_stored_right_after_connection_status_is_received(chat):
         assert again["joined"] is True and again["lastSeq"] == n + 1
         assert [f for f in await nothing_more(ws, 0.1) if f["type"] == "message"] == []
         await ws.close()
+
+
+async def test_reading_an_existing_session_needs_the_same_proof(chat):
+    """`visitors.enter(create=False)`, for routes that only read a session (later: a rating)."""
+    client, tenant = chat
+    sid = session_id()
+    secret = await started(client, tenant, sid)
+    app = client.app
+    enter = lambda **claim: visitors.enter(app[DB], app[REDIS], app[PUBLIC_WIDGETS],  # noqa: E731
+                                           visitors.Claim(tenant.id, sid, **claim), create=False)
+    with pytest.raises(Forbidden) as refused:
+        await enter()
+    assert refused.value.errors == {"sessionSecret": "missing or wrong"}
+    assert (await enter(secret=secret)).session["last_seq"] == 1
+    assert (await enter(trusted=True)).session["session_id"] == sid

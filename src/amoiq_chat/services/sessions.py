@@ -64,10 +64,9 @@ async def ensure_session(conn: aiopg.Connection, tenant_id: str, session_id: str
                          fingerprint: str | None = None, user_id: str | None = None, user_verified: bool = False,
                          user_info: dict | None = None, secret_hash: str | None = None, secret: str | None = None,
                          proven: bool = False) -> dict:
-    """Create the session for the tenant (its secret kept as `secret_hash`), or resume it with proof:
-    `secret` (its sessionSecret), `proven` (a visitor token for it, a secret key), or the tenant's
-    `session_resume` = session_id. 403 when another tenant or user holds it or the proof is missing,
-    404 when its widget is gone; the row's `created` tells a new session."""
+    """Create the session for the tenant (its secret kept as `secret_hash`; without one, a random
+    secret nobody knows), or resume it with proof (`check_resume`). 403 when another tenant or user
+    holds it or the proof is missing, 404 when its widget is gone; the row's `created` tells a new session."""
     user_info = user_info or {}
     try:
         row = await store.upsert_session(conn, tenant_id, session_id, site_key=site_key, fingerprint=fingerprint,
@@ -80,15 +79,22 @@ async def ensure_session(conn: aiopg.Connection, tenant_id: str, session_id: str
         # its widget was deleted since the caller found it (with its tenant, if that went too)
         raise widget_not_found(site_key) from None
     if row is None:  # refused, and nothing written: say why
-        owner = await store.session_owner(conn, session_id)
-        if owner is None or owner["tenant_id"] != tenant_id:
-            raise Forbidden("This session belongs to another tenant")
-        if not (proven or owner["session_resume"] == "session_id"
-                or (secret and owner["secret_hash"] == hash_api_key(secret))):
-            raise Forbidden("Resuming this session needs its sessionSecret (or a visitor token for it)",
-                            errors={"sessionSecret": "missing or wrong"})
+        await check_resume(conn, session_id, tenant_id, secret=secret, proven=proven)
         raise Forbidden("This session belongs to another user", errors={"userId": "does not match the session"})
     return row
+
+
+async def check_resume(conn: aiopg.Connection, session_id: str, tenant_id: str, *, secret: str | None,
+                       proven: bool) -> None:
+    """403 unless the session is the tenant's and the caller may resume it (SPEC section 12): `proven`
+    (a visitor token for it, a secret key), its `secret`, or the tenant's session_resume = session_id."""
+    owner = await store.session_owner(conn, session_id)
+    if owner is None or owner["tenant_id"] != tenant_id:
+        raise Forbidden("This session belongs to another tenant")
+    if not (proven or owner["session_resume"] == "session_id"
+            or (secret and owner["secret_hash"] == hash_api_key(secret))):
+        raise Forbidden("Resuming this session needs its sessionSecret (or a visitor token for it)",
+                        errors={"sessionSecret": "missing or wrong"})
 
 
 async def find_session(conn: aiopg.Connection, session_id: str, tenant_id: str) -> dict:

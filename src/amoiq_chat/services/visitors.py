@@ -66,7 +66,7 @@ class Visit:
 
 async def enter(pool: aiopg.Pool, redis: aioredis.Redis, kept: PublicWidgets | None, claim: Claim, *,
                 create: bool = True, refresh: bool = True) -> Visit:
-    """The visitor's session row: created or resumed (`create`), or only read (a token's session).
+    """The visitor's session row: created or resumed (`create`), or only read (e.g. a token's session).
 
     Refuses (nothing written) an unknown or inactive widget (404), another tenant's widget or
     session (403), a foreign Origin (403), an existing session without proof (403 sessionSecret)
@@ -84,8 +84,11 @@ async def enter(pool: aiopg.Pool, redis: aioredis.Redis, kept: PublicWidgets | N
             check_origin(widget, claim.origin, claim.origin_required)
         tenant_id = claim.tenant_id or widget["tenant_id"]
         user_id = secret = None
+        proven = claim.token is not None or claim.trusted
         if not create:
             session = await sessions.find_session(conn, claim.session_id, tenant_id)
+            if not proven:
+                await sessions.check_resume(conn, claim.session_id, tenant_id, secret=claim.secret, proven=False)
             if widget is None and session["site_key"]:
                 check_origin(await sessions.find_widget(conn, session["site_key"], tenant_id, kept), claim.origin,
                              claim.origin_required)
@@ -98,7 +101,7 @@ async def enter(pool: aiopg.Pool, redis: aioredis.Redis, kept: PublicWidgets | N
             session = await sessions.ensure_session(
                 conn, tenant_id, claim.session_id, site_key=widget["site_key"] if widget else None,
                 fingerprint=claim.fingerprint, user_id=claimed, user_verified=verified, user_info=claim.user_info,
-                secret_hash=secret_hash, secret=claim.secret, proven=claim.token is not None or claim.trusted)
+                secret_hash=secret_hash, secret=claim.secret, proven=proven)
             user_id = claimed if verified else None
             secret = secret if session["created"] else None
     if refresh:
