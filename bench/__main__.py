@@ -338,17 +338,25 @@ class Bench:
         config_url = f"{base}/api/widgets/{tenant.site_key}/config"
         await self.http_route("server GET /api/widgets/{siteKey}/config", lambda h, w, n: _get(h, config_url), server)
         prefix = f"bhttp-{secrets.token_hex(3)}"
-        async with db.transaction(pool) as conn:
-            await db.execute(conn, "INSERT INTO sessions (session_id, tenant_id, site_key, status, ai_mode)"
-                             " SELECT %s || '-' || i, %s, %s, 'active', false FROM generate_series(0, %s) AS i",
-                             (prefix, tenant.tenant_id, tenant.site_key, self.args.http_concurrency - 1))
         headers = {"Authorization": f"Bearer {tenant.publishable_key}", "Content-Type": "application/json"}
+        # One session per worker, made as a widget makes it, so that each message resumes it as a
+        # widget does (with the sessionSecret it was given, when the server gives one); assistant off.
+        proofs = []
+        for w in range(self.args.http_concurrency):
+            body = orjson.dumps({"tenantId": tenant.tenant_id, "siteKey": tenant.site_key, "sessionId": f"{prefix}-{w}"})
+            async with self.http.post(f"{base}/api/chat/session", data=body, headers=headers) as response:
+                answer = await response.json()
+                if response.status != 200:
+                    raise loadgen.SetupError(f"POST /api/chat/session: {response.status} {answer}")
+            proofs.append({"sessionSecret": answer["sessionSecret"]} if answer.get("sessionSecret") else {})
+        async with db.transaction(pool) as conn:
+            await db.execute(conn, "UPDATE sessions SET ai_mode = false WHERE session_id LIKE %s", (prefix + "-%",))
         url = f"{base}/webchat/message"
 
         def post(h, w, n):
             body = orjson.dumps({"text": f"http {w} {n} {loadgen.TEXT_PAD}", "tenantId": tenant.tenant_id,
                                  "sessionId": f"{prefix}-{w}", "fingerprint": f"bench{w}", "siteId": tenant.site_key,
-                                 "clientMessageId": f"h{w}-{n}"})
+                                 "clientMessageId": f"h{w}-{n}", **proofs[w]})
             return _post(h, url, body, headers)
 
         await self.http_route("server POST /webchat/message", post, server)

@@ -31,6 +31,17 @@ class Tenant:
     admin_token: str
     site_key: str
     agents: list[dict] = field(default_factory=list)  # {"id", "token", "name"}
+    session_secrets: dict[str, str] = field(default_factory=dict)  # sessionSecret of the sessions it started
+
+    def keep_secret(self, sid: str, answer: dict) -> None:
+        """Keep the sessionSecret an answer carries (the one that created the session)."""
+        if answer.get("sessionSecret"):
+            self.session_secrets[sid] = answer["sessionSecret"]
+
+    def proof(self, sid: str) -> dict[str, str]:
+        """`{"sessionSecret": ...}` for a session it started ({} otherwise)."""
+        secret = self.session_secrets.get(sid)
+        return {"sessionSecret": secret} if secret else {}
 
     def bearer(self, token: str | None = None) -> dict[str, str]:
         """An Authorization header (the publishable key by default)."""

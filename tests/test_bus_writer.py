@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from amoiq_chat import credentials
 from amoiq_chat.bus import FOR_STAFF, encode_event
 from amoiq_chat.errors import InternalError
 from amoiq_chat.appkeys import BUS, DB, REDIS, SETTINGS, WRITER
@@ -18,10 +19,13 @@ from .conftest import wait_for_port
 
 
 async def open_sessions(app, tenant, n):
+    """`n` new sessions of the tenant's widget (their sessionSecret kept in `tenant`)."""
     ids = [session_id() for _ in range(n)]
     async with app[DB].acquire() as conn:
         for sid in ids:
-            await sessions.ensure_session(conn, tenant.id, sid, site_key=tenant.site_key)
+            secret, secret_hash = credentials.new_session_secret()
+            await sessions.ensure_session(conn, tenant.id, sid, site_key=tenant.site_key, secret_hash=secret_hash)
+            tenant.keep_secret(sid, {"sessionSecret": secret})
     return ids
 
 
@@ -203,11 +207,11 @@ async def test_a_peer_that_cannot_keep_up_is_disconnected(aiohttp_client, make_a
     (sid,) = await open_sessions(app, tenant, 1)
     slow = await client.ws_connect(f"/ws/{sid}")
     await recv(slow)
-    await slow.send_json({"type": "join", "siteKey": tenant.site_key})
+    await slow.send_json({"type": "join", "siteKey": tenant.site_key, **tenant.proof(sid)})
     await until(slow, "connection_status")
     fast = await client.ws_connect(f"/ws/{sid}")
     await recv(fast)
-    await fast.send_json({"type": "join", "siteKey": tenant.site_key})
+    await fast.send_json({"type": "join", "siteKey": tenant.site_key, **tenant.proof(sid)})
     await until(fast, "connection_status")
     big = "x" * 9000
     reader = asyncio.ensure_future(_drain(fast, 3000))
@@ -235,7 +239,7 @@ async def joined_visitor(aiohttp_client, app):
     (sid,) = await open_sessions(client.app, tenant, 1)
     ws = await client.ws_connect(f"/ws/{sid}")
     await recv(ws)
-    await ws.send_json({"type": "join", "siteKey": tenant.site_key})
+    await ws.send_json({"type": "join", "siteKey": tenant.site_key, **tenant.proof(sid)})
     await until(ws, "connection_status")
     return client.app, tenant, sid, ws
 

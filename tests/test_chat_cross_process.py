@@ -43,9 +43,10 @@ async def open_visitor(http, server, sid, tenant, *, since=None, replayed=None):
     url = f"{server.ws_url}/ws/{sid}" + (f"?since={since}" if since is not None else "")
     ws = await http.ws_connect(url)
     assert (await recv(ws))["type"] == "connection_status"
-    await ws.send_json({"type": "join", "sessionId": sid, "siteKey": tenant.site_key})
+    await ws.send_json({"type": "join", "sessionId": sid, "siteKey": tenant.site_key, **tenant.proof(sid)})
     joined = await until(ws, "connection_status", skipped=replayed)
     assert joined["status"] == "joined"
+    tenant.keep_secret(sid, joined)
     return ws
 
 

@@ -10,6 +10,7 @@ from amoiq_chat import credentials
 from amoiq_chat.appkeys import DB, PUBLIC_WIDGETS, SETTINGS
 from amoiq_chat.jsonutil import iso
 from amoiq_chat.services import messages
+from amoiq_chat.store import messages as stored_messages
 from amoiq_chat.services.widgets import PUBLIC_TTL
 
 from .chat_fixtures import make_tenant, recv, session_id, until
@@ -23,8 +24,12 @@ async def chat(aiohttp_client, make_app):
 
 
 async def send(client, tenant, **body):
-    payload = {"tenantId": tenant.id, "fingerprint": "fp-1", **body}
-    return await client.post("/webchat/message", json=payload, headers=tenant.bearer())
+    """POST /webchat/message with the pk key, resuming with the secret of a session this test started."""
+    payload = {"tenantId": tenant.id, "fingerprint": "fp-1", **tenant.proof(body.get("sessionId")), **body}
+    resp = await client.post("/webchat/message", json=payload, headers=tenant.bearer())
+    if resp.status == 200:
+        tenant.keep_secret(payload["sessionId"], await resp.json())
+    return resp
 
 
 async def test_anonymous_token_binds_a_new_session(chat, db_conn):
@@ -85,10 +90,13 @@ async def test_session_route_creates_and_resumes(chat):
     body = {"tenantId": tenant.id, "siteKey": tenant.site_key, "sessionId": sid, "fingerprint": "fp"}
     resp = await client.post("/api/chat/session", json=body, headers=tenant.bearer())
     assert resp.status == 200
-    assert await resp.json() == {"success": True, "sessionId": sid, "tenantId": tenant.id, "siteKey": tenant.site_key,
-                                 "status": "active", "aiMode": True}
-    resp = await client.post("/api/chat/session", json=body, headers=tenant.bearer())
-    assert (await resp.json())["sessionId"] == sid
+    created = await resp.json()
+    assert created == {"success": True, "sessionId": sid, "tenantId": tenant.id, "siteKey": tenant.site_key,
+                       "status": "active", "aiMode": True, "sessionSecret": created["sessionSecret"]}
+    resp = await client.post("/api/chat/session", json={**body, "sessionSecret": created["sessionSecret"]},
+                             headers=tenant.bearer())
+    resumed = await resp.json()
+    assert resumed["sessionId"] == sid and "sessionSecret" not in resumed
     resp = await client.post("/api/chat/session", json={**body, "siteKey": "widget-nope"}, headers=tenant.bearer())
     assert resp.status == 404 and (await resp.json())["code"] == "WIDGET_NOT_FOUND"
 
@@ -103,8 +111,8 @@ async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_con
     assert body["success"] is True and body["sessionId"] == sid and body["seq"] == 1
     again = await (await send(client, tenant, text="Hello, I need help", sessionId=sid, clientMessageId="m-1")).json()
     assert again["messageId"] == body["messageId"] and again["seq"] == 1 and again["duplicate"] is True
-    also = await client.post("/api/chat/messages", json={"tenantId": tenant.id, "sessionId": sid, "text": "second"},
-                             headers=tenant.bearer())
+    also = await client.post("/api/chat/messages", json={"tenantId": tenant.id, "sessionId": sid, "text": "second",
+                                                         **tenant.proof(sid)}, headers=tenant.bearer())
     assert (await also.json())["seq"] == 2
     with db_conn.cursor() as cur:
         cur.execute("SELECT seq, message, metadata->>'domain' FROM messages WHERE session_id = %s ORDER BY seq", (sid,))
@@ -113,7 +121,7 @@ async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_con
                     " JOIN messages m ON m.id = o.message_id WHERE m.session_id = %s ORDER BY m.seq", (sid,))
         assert cur.fetchall() == [("message.created", "pending", None, tenant.id)] * 2
     async with client.app[DB].acquire() as conn:  # the webhook body is made from the stored message
-        (stored,) = await messages.find_by_ids(conn, [body["messageId"]])
+        (stored,) = await stored_messages.find_by_ids(conn, [body["messageId"]])
     assert messages.webhook_payload(stored) == {
         "event": "message.created", "timestamp": iso(stored["created_at"]),
         "data": {"messageId": body["messageId"], "sessionId": sid, "userId": None, "tenantId": tenant.id,
@@ -228,8 +236,8 @@ async def test_history_oldest_first_with_pagination(chat):
     sid = session_id()
     for n in range(5):
         await send(client, tenant, text=f"m{n}", sessionId=sid)
-    token_resp = await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id, "sessionId": sid},
-                                   headers=tenant.bearer())
+    token_resp = await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id, "sessionId": sid,
+                                                                      **tenant.proof(sid)}, headers=tenant.bearer())
     token = (await token_resp.json())["token"]
     resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "sessionId": sid, "limit": "3"},
                             headers=tenant.bearer(token))
@@ -260,15 +268,18 @@ async def test_logged_in_history_spans_sessions(chat):
                             headers=tenant.bearer(tenant.secret_key))
     messages = (await resp.json())["messages"]
     assert [(m["text"], m["userId"]) for m in messages] == [("on the laptop", "user-7"), ("on the phone", "user-7")]
+    # Identity verification is off: user-7 is only claimed, so its token reads its own session only
+    # (a verified user reads across sessions: tests/test_session_ownership.py).
     token = (await (await client.post("/api/chat/anonymous-token", json={"tenantId": tenant.id, "userId": "user-7",
-                                                                          "sessionId": first},
+                                                                          "sessionId": first, **tenant.proof(first)},
                                       headers=tenant.bearer())).json())["token"]
-    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "userId": "user-7"},
+    for user in ("user-7", "user-8"):
+        resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "userId": user},
+                                headers=tenant.bearer(token))
+        assert resp.status == 403
+    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "sessionId": first},
                             headers=tenant.bearer(token))
-    assert len((await resp.json())["messages"]) == 2
-    resp = await client.get("/api/chat/messages", params={"tenantId": tenant.id, "userId": "user-8"},
-                            headers=tenant.bearer(token))
-    assert resp.status == 403
+    assert [m["text"] for m in (await resp.json())["messages"]] == ["on the laptop"]
 
 
 async def test_agent_history_view_in_the_004_shape(chat):

@@ -3,7 +3,7 @@ import pytest
 
 from .factories import create_agent, expect, expect_error, fetch, register_admin
 
-TENANT_FIELDS = {"id", "name", "identityVerification", "identitySecret", "createdAt", "updatedAt"}
+TENANT_FIELDS = {"id", "name", "identityVerification", "identitySecret", "sessionResume", "createdAt", "updatedAt"}
 
 
 async def test_get_tenant_shows_settings_and_identity_secret(client, db_conn):

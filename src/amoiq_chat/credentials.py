@@ -81,6 +81,12 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def new_session_secret() -> tuple[str, str]:
+    """A session's resume secret (`sessionSecret`, SPEC section 12) and the hash kept in its place."""
+    secret = secrets.token_urlsafe(32)
+    return secret, hash_api_key(secret)
+
+
 def random_id(prefix: str, nbytes: int = 9) -> str:
     """An id like `tenant-Ab3...` or `widget-...`."""
     return f"{prefix}-{secrets.token_urlsafe(nbytes).replace('_', '').replace('-', '')[:12].lower()}"

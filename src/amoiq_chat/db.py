@@ -70,6 +70,12 @@ async def execute(conn: aiopg.Connection, sql: str, params: Sequence[Any] | dict
         return cur.rowcount
 
 
+async def ping(pool: aiopg.Pool) -> None:
+    """Run a trivial statement on a pooled connection (raises when PostgreSQL does not answer)."""
+    async with pool.acquire() as conn:
+        await fetch_one(conn, "SELECT 1")
+
+
 @contextlib.asynccontextmanager
 async def transaction(pool: aiopg.Pool) -> AsyncIterator[aiopg.Connection]:
     """Yield a pooled connection inside BEGIN ... COMMIT (ROLLBACK on error)."""

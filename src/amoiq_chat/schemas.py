@@ -3,7 +3,7 @@ chat's visitor bodies (unknown fields ignored: widgets send more than the server
 socket frames share (`ws/frames.py`)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Length, OneOf, Range, Regexp
@@ -85,11 +85,17 @@ class ApiKeySchema(Strict):
     name = fields.String(validate=Length(max=100), load_default="")
 
 
+# How a session is resumed with the publishable key: its secret, or (for widgets that cannot keep
+# one) its id alone (SPEC section 12).
+SESSION_RESUME = ("secret", "session_id")
+
+
 class TenantSchema(Strict):
     """PUT /api/tenant (partial); identitySecret is read-only, so unknown here."""
 
     name = text(1, 255)
     identity_verification = StrictBool(data_key="identityVerification")
+    session_resume = fields.String(data_key="sessionResume", validate=OneOf(SESSION_RESUME))
 
 
 # Widgets -----------------------------------------------------------------------------------
@@ -181,6 +187,8 @@ Text255 = lambda **kw: fields.Str(validate=Length(max=255), **kw)  # noqa: E731
 SessionIdField = lambda **kw: fields.Str(validate=[Length(min=8, max=128),  # noqa: E731
                                                    Regexp(r"^[A-Za-z0-9._~-]+$", error="must be url-safe")], **kw)
 ClientMessageId = lambda: fields.Str(validate=Length(min=1, max=128), load_default=None)  # noqa: E731
+# Resuming an existing session with the publishable key takes its secret (SPEC section 12).
+SessionSecret = lambda: fields.Str(validate=Length(max=128), allow_none=True)  # noqa: E731
 
 
 class Lenient(Schema):
@@ -211,6 +219,12 @@ class VisitorFields(Lenient):
     referrer = fields.Str(validate=Length(max=2048), allow_none=True)
     siteId = Text255(allow_none=True)
     siteKey = Text255(allow_none=True)
+    sessionSecret = SessionSecret()
+
+
+def message_text(data: Mapping[str, Any]) -> str:
+    """A message's text: `text`, else `message` (the 004 widget's name for it), stripped ("" when neither)."""
+    return (data.get("text") or data.get("message") or "").strip()
 
 
 class HasText(Lenient):
@@ -223,7 +237,7 @@ class HasText(Lenient):
     @validates_schema
     def has_text(self, data, **kwargs):
         """One of text/message must hold something."""
-        if not (data.get("text") or data.get("message") or "").strip():
+        if not message_text(data):
             raise ValidationError("text (or message) is required", field_name="text")
 
 
@@ -238,6 +252,7 @@ class AnonymousTokenBody(Lenient):
     userHash = fields.Str(validate=Length(max=128), allow_none=True)
     fingerprint = Text255(allow_none=True)
     siteKey = Text255(allow_none=True)
+    sessionSecret = SessionSecret()
 
 
 class SessionBody(AnonymousTokenBody):

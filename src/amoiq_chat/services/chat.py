@@ -7,9 +7,10 @@ from typing import Any, Awaitable, Callable
 
 import aiopg
 
-from .. import db
 from ..bus import FOR_STAFF, FOR_VISITORS, Bus, encode_event, rooms
+from ..errors import ValidationError
 from ..jsonutil import dumps, now_iso
+from ..store import messages as stored, widgets
 from . import messages, sessions
 from .presence import Gone, user_entry
 from .writer import Draft, MessageWriter, Stored
@@ -77,12 +78,8 @@ async def accept_chat(pool: aiopg.Pool, bus: Bus, tenant_id: str, session_id: st
     """Give the chat to the agent if nobody holds it (first wins, across processes) and tell everyone."""
     async with pool.acquire() as conn:
         session = await sessions.accept(conn, tenant_id, session_id, staff["id"])
-        history = await messages.session_history(conn, session_id)
-        business = None
-        if session["site_key"]:
-            widget = await db.fetch_one(conn, "SELECT business_name FROM widget_configs WHERE site_key = %s",
-                                        (session["site_key"],))
-            business = widget["business_name"] if widget else None
+        history = await stored.session_history(conn, session_id)
+        business = await widgets.business_name(conn, session["site_key"])
     newest = history[-1]["seq"] if history else 0
     accepted = {
         "type": "chat_accepted", "sessionId": session_id,
@@ -97,6 +94,26 @@ async def accept_chat(pool: aiopg.Pool, bus: Bus, tenant_id: str, session_id: st
     if session["was_waiting"]:
         await push_waiting_sessions(pool, bus, tenant_id)
     return session
+
+
+async def history_page(pool: aiopg.Pool, tenant_id: str, *, session_id: str | None, user_id: str | None,
+                       before: str | None, limit: int) -> tuple[list[dict], bool]:
+    """A page of a session's (or, with user_id, a user's) messages before the message `before`; and whether more exist."""
+    async with pool.acquire() as conn:
+        if session_id:
+            await sessions.find_session(conn, session_id, tenant_id)
+        if before and await stored.find_message(conn, tenant_id, before) is None:
+            raise ValidationError("before names no message of this tenant", errors={"before": "unknown message"})
+        return await stored.page(conn, tenant_id, session_id=None if user_id else session_id,
+                                 user_id=user_id, before=before, limit=limit)
+
+
+async def transcript(pool: aiopg.Pool, tenant_id: str, session_id: str) -> tuple[list[dict], dict[str, Any]]:
+    """A session of the tenant's every message and its customerInfo (the agent's history view)."""
+    async with pool.acquire() as conn:
+        session = await sessions.find_session(conn, session_id, tenant_id)
+        rows = await stored.session_history(conn, session_id)
+        return rows, await sessions.customer_info(conn, session)
 
 
 async def push_waiting_sessions(pool: aiopg.Pool, bus: Bus, tenant_id: str) -> None:

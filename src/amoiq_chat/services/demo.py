@@ -7,6 +7,7 @@ import aiopg
 
 from .. import db
 from ..credentials import hash_password, random_id
+from ..store import accounts, tenants, widgets
 from .tenants import create_tenant_with_admin
 
 DEMO_FAQ = [
@@ -18,7 +19,7 @@ DEMO_FAQ = [
 async def seed_if_empty(pool: aiopg.Pool) -> str | None:
     """Create demo tenant, admin, agent and widget when there is no tenant; return a summary."""
     async with pool.acquire() as conn:
-        if await db.fetch_one(conn, "SELECT 1 FROM tenants LIMIT 1"):
+        if await tenants.any_tenant(conn):
             return None
     admin_password = secrets.token_urlsafe(12)
     agent_password = secrets.token_urlsafe(12)
@@ -27,17 +28,10 @@ async def seed_if_empty(pool: aiopg.Pool) -> str | None:
     agent_hash = await hash_password(agent_password)
     site_key = random_id("widget")
     async with db.transaction(pool) as conn:
-        await db.execute(
-            conn,
-            "INSERT INTO agents (tenant_id, username, email, password_hash, full_name) VALUES (%s, %s, %s, %s, %s)",
-            (tenant.tenant_id, "demo_agent", "agent@demo.local", agent_hash, "Demo Agent"),
-        )
-        await db.execute(
-            conn,
-            "INSERT INTO widget_configs (tenant_id, user_id, site_key, business_name, widget_title, faq)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (tenant.tenant_id, tenant.admin["id"], site_key, "Demo Company", "Support Chat", db.jsonb(DEMO_FAQ)),
-        )
+        await accounts.insert_agent(conn, tenant.tenant_id, {"username": "demo_agent", "email": "agent@demo.local",
+                                                             "password_hash": agent_hash, "full_name": "Demo Agent"})
+        await widgets.insert_widget(conn, tenant.tenant_id, tenant.admin["id"], site_key,
+                                    {"business_name": "Demo Company", "widget_title": "Support Chat", "faq": DEMO_FAQ})
     return "\n".join([
         "",
         "Demo tenant created (shown this once):",

@@ -9,7 +9,7 @@ import aiopg
 from .. import db
 from ..credentials import hash_password, new_api_key, random_id
 from ..errors import NotFound
-from ..store import api_keys, tenants as store
+from ..store import accounts, api_keys, tenants as store
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,8 @@ async def create_tenant_with_admin(pool: aiopg.Pool, *, username: str, email: st
     password_hash = await hash_password(password)
     tenant_id = random_id("tenant")
     async with db.transaction(pool) as conn:
-        await db.execute(
-            conn,
-            "INSERT INTO tenants (id, name, identity_secret) VALUES (%s, %s, %s)",
-            (tenant_id, name or username, new_identity_secret()),
-        )
-        admin = await db.fetch_one(
-            conn,
-            "INSERT INTO users (tenant_id, username, email, password) VALUES (%s, %s, %s, %s)"
-            " RETURNING id, username, email, tenant_id, created_at",
-            (tenant_id, username, email, password_hash),
-        )
+        await store.insert_tenant(conn, tenant_id, name or username, new_identity_secret())
+        admin = await accounts.insert_admin(conn, tenant_id, username, email, password_hash)
         _, publishable = await create_api_key(conn, tenant_id, "publishable", "Default publishable key")
         _, secret = await create_api_key(conn, tenant_id, "secret", "Default secret key")
     return NewTenant(tenant_id, admin, publishable, secret)
@@ -87,7 +78,7 @@ async def tenant_settings(pool: aiopg.Pool, tenant_id: str) -> dict:
 
 
 async def update_tenant_settings(pool: aiopg.Pool, tenant_id: str, changes: dict) -> dict:
-    """Change the tenant's name or identity verification flag."""
+    """Change the tenant's name, identity verification flag or session resume rule."""
     async with pool.acquire() as conn:
         row = await store.update_tenant(conn, tenant_id, changes)
     if row is None:

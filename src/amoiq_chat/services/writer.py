@@ -33,6 +33,7 @@ from ..bus.announce import Announcer
 from ..errors import ApiError, InternalError, SessionNotFound, ValidationError
 from ..jsonutil import dumps_str, iso
 from ..tasks import cancel_and_wait
+from ..store import messages as store
 from . import messages
 
 log = logging.getLogger(__name__)
@@ -53,75 +54,9 @@ ANNOUNCING_MAX = 2
 LINGER_BELOW = 8
 RETRYABLE = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
              psycopg2.errors.SerializationFailure)
-# One statement stores a batch, prepared on each writer's connection (planning it cost as
-# much PostgreSQL CPU as running it). $1 is a JSON array of drafts, `o` their place in it; $2
-# the batch's time. Rows come back for the drafts stored now (o, id, seq, created_at when it
-# is not $2), for repeated clientMessageIds (o, id) and for the outbox rows (o = -1, message
-# id, outbox id); a draft without a row has no session (or not in its tenant).
-#
-# A prepared statement keeps the plan it made with the statistics of its time (empty tables,
-# on a new database), and a plan that reads whole tables costs more with every message
-# stored. So sessions and earlier messages are reached one input row at a time (LATERAL ...
-# LIMIT, never flattened into a join), the writer's connections have sequential scans off
-# (PREPARE_SETTINGS), and the statement is prepared again every REPREPARE seconds, with the
-# statistics of the day (which index answers a probe still depends on them).
-STORE_BATCH = """
-WITH input AS (
-    SELECT * FROM json_to_recordset($1) AS i(
-        o int, tenant_id text, session_id text, sender_type text, sender_id text, user_id text,
-        message text, message_type text, client_message_id text, metadata jsonb)
-),
-locked AS MATERIALIZED (
-    -- Locked in session_id order, so writers never wait on each other in a cycle; FOR UPDATE
-    -- reads the newest committed last_seq, so seqs stay gapless across processes.
-    SELECT s.* FROM (SELECT DISTINCT session_id FROM input ORDER BY session_id) i,
-    LATERAL (SELECT session_id, tenant_id, last_seq, last_activity_at FROM sessions
-             WHERE sessions.session_id = i.session_id FOR UPDATE) s
-),
-repeated AS (
-    SELECT i.o, m.id FROM input i,
-    LATERAL (SELECT id, tenant_id FROM messages m WHERE m.session_id = i.session_id
-             AND m.client_message_id = i.client_message_id LIMIT 1) m
-    WHERE i.client_message_id IS NOT NULL AND m.tenant_id = i.tenant_id
-),
-fresh AS MATERIALIZED (
-    SELECT i.*, gen_random_uuid() AS id,
-           l.last_seq + row_number() OVER (PARTITION BY i.session_id ORDER BY i.o) AS seq,
-           -- never earlier than the session's last activity: a later seq never has an earlier time
-           greatest($2, l.last_activity_at) AS created_at
-    FROM input i JOIN locked l ON l.session_id = i.session_id AND l.tenant_id = i.tenant_id
-    WHERE NOT EXISTS (SELECT 1 FROM repeated r WHERE r.o = i.o)
-),
-inserted AS (
-    INSERT INTO messages (id, tenant_id, session_id, seq, sender_type, sender_id, user_id, message,
-                          message_type, client_message_id, metadata, created_at)
-    SELECT id, tenant_id, session_id, seq, sender_type, sender_id, user_id, message, message_type,
-           client_message_id, metadata, created_at FROM fresh
-),
-advanced AS (
-    UPDATE sessions s SET last_seq = f.top, last_activity_at = f.latest
-    FROM (SELECT session_id, max(seq) AS top, max(created_at) AS latest FROM fresh GROUP BY session_id) f
-    WHERE s.session_id = f.session_id
-),
-outbox AS (
-    -- no payload: a message.created job's payload is made from the message when it is delivered
-    INSERT INTO webhook_outbox (tenant_id, message_id, event)
-    SELECT tenant_id, id, 'message.created' FROM fresh
-    RETURNING id, message_id
-)
-SELECT o, id::text, seq, nullif(created_at, $2) FROM fresh
-UNION ALL SELECT o, id::text, NULL, NULL FROM repeated
-UNION ALL SELECT -1, message_id::text, id, NULL FROM outbox
-"""
-# The writer's own connection has no client-side timeout (aiopg's wraps each statement's wait in
-# asyncio.wait_for: one more pass of the loop's backlog per batch); PostgreSQL ends a statement
-# that runs over 10 s instead, as aiopg would have.
-PREPARE_SETTINGS = "SET enable_seqscan = off; SET statement_timeout = '10s'"
 CONNECT_TIMEOUT = 10.0
 WRITER_APPLICATION_NAME = f"{db.APPLICATION_NAME} writer"  # its connections in pg_stat_activity
-PREPARE = "PREPARE amoiq_store_batch (json, timestamptz) AS " + STORE_BATCH
-REPREPARE = 30.0
-EXECUTE = "EXECUTE amoiq_store_batch (%s, %s)"
+REPREPARE = 30.0  # seconds between two PREPAREs of the batch statement on one connection
 STOPPED = object()
 
 
@@ -269,14 +204,13 @@ class MessageWriter:
             conn = await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT)
             try:
                 cursor = await conn.cursor(cursor_factory=psycopg2.extensions.cursor)
-                await cursor.execute(PREPARE_SETTINGS)
-                await cursor.execute(PREPARE)
+                await store.prepare_batch(cursor)
             except BaseException:
                 await conn.close()
                 raise
             shard.conn, shard.cursor, shard.prepared_at = conn, cursor, time.monotonic()
         elif time.monotonic() - shard.prepared_at > REPREPARE:
-            await shard.cursor.execute("DEALLOCATE amoiq_store_batch; " + PREPARE)
+            await store.prepare_batch_again(shard.cursor)
             shard.prepared_at = time.monotonic()
         return shard.cursor
 
@@ -396,8 +330,7 @@ class MessageWriter:
                      for n, row in zip(unique, rows)]
             try:
                 cursor = await self._cursor(shard)
-                await cursor.execute(EXECUTE, (dumps_str(batch), now))
-                answers = await cursor.fetchall()
+                answers = await store.store_batch(cursor, dumps_str(batch), now)
                 break
             except RETRYABLE as exc:
                 if attempt == RETRIES:
@@ -426,7 +359,7 @@ class MessageWriter:
         fresh = [(row, outbox_ids[row["id"]], draft) for row, _, draft in fresh]
         if repeated:
             async with self.pool.acquire() as conn:
-                stored = {str(r["id"]): r for r in await messages.find_by_ids(conn, list(repeated.values()))}
+                stored = {str(r["id"]): r for r in await store.find_by_ids(conn, list(repeated.values()))}
             for o, message_id in repeated.items():
                 results[o] = Stored(stored[message_id], duplicate=True)
         for n, draft in enumerate(drafts):

@@ -76,3 +76,22 @@ async def update_agent(conn: aiopg.Connection, tenant_id: str, agent_id: int, ch
 async def delete_agent(conn: aiopg.Connection, tenant_id: str, agent_id: int) -> bool:
     """Remove a tenant's agent; False when there is no such agent."""
     return await db.execute(conn, "DELETE FROM agents WHERE id = %s AND tenant_id = %s", (agent_id, tenant_id)) == 1
+
+
+async def staff_by_id(conn: aiopg.Connection, table: str, member_id: int) -> dict | None:
+    """An active agent (`agents`) or an admin (`users`) by id, with its tenant and display name."""
+    sql = {
+        "agents": "SELECT id, tenant_id, full_name AS name FROM agents WHERE id = %s AND is_active",
+        "users": "SELECT id, tenant_id, username AS name FROM users WHERE id = %s",
+    }[table]
+    return await db.fetch_one(conn, sql, (member_id,))
+
+
+async def insert_admin(conn: aiopg.Connection, tenant_id: str, username: str, email: str, password_hash: str) -> dict:
+    """Add a tenant's admin; raises UniqueViolation on a taken username or e-mail."""
+    return await db.fetch_one(
+        conn,
+        "INSERT INTO users (tenant_id, username, email, password) VALUES (%s, %s, %s, %s)"
+        " RETURNING id, username, email, tenant_id, created_at",
+        (tenant_id, username, email, password_hash),
+    )

@@ -61,3 +61,11 @@ async def delete_widget(conn: aiopg.Connection, tenant_id: str, site_key: str) -
     """Remove a tenant's widget (its sessions and messages go with it); False when there is none."""
     return await db.execute(
         conn, "DELETE FROM widget_configs WHERE site_key = %s AND tenant_id = %s", (site_key, tenant_id)) == 1
+
+
+async def business_name(conn: aiopg.Connection, site_key: str | None) -> str | None:
+    """The business name of a widget (None without a widget, or when it is gone)."""
+    if not site_key:
+        return None
+    row = await db.fetch_one(conn, "SELECT business_name FROM widget_configs WHERE site_key = %s", (site_key,))
+    return row["business_name"] if row else None

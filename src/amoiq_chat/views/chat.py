@@ -6,12 +6,11 @@ from aiohttp import web
 from .. import credentials
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
-from ..errors import Forbidden, MissingSessionId, MissingTenantId, ValidationError
-from ..bus import rooms
+from ..errors import Forbidden, MissingSessionId, MissingTenantId
 from ..http import json_response, read_json, validate
 from ..appkeys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
-from ..services import chat, messages, sessions
-from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody
+from ..services import chat, messages, sessions, visitors
+from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody, message_text
 
 routes = web.RouteTableDef()
 STAFF_CREDENTIALS = (ADMIN, AGENT, SECRET_KEY)
@@ -25,24 +24,38 @@ def tenant_of(principal: Principal, tenant_id: str | None) -> str:
     return tenant_id
 
 
+async def _enter(request: web.Request, principal: Principal, body: dict, tenant_id: str, session_id: str, *,
+                 refresh: bool = True) -> visitors.Visit:
+    """The visitor's session for a request body (services.visitors.enter)."""
+    claim = visitors.Claim(
+        tenant_id, session_id, site_key=body.get("siteKey") or body.get("siteId"), origin=request.headers.get("Origin"),
+        user_id=body.get("userId"), user_hash=body.get("userHash"), fingerprint=body.get("fingerprint"),
+        user_info=body.get("userInfo"), secret=body.get("sessionSecret"),
+        token=principal if principal.role == VISITOR else None, trusted=principal.role == SECRET_KEY)
+    return await visitors.enter(request.app[DB], request.app[REDIS], request.app[PUBLIC_WIDGETS], claim, refresh=refresh)
+
+
+def _secret(visit: visitors.Visit) -> dict:
+    """`sessionSecret` for whoever just created the session (shown this once), else nothing."""
+    return {"sessionSecret": visit.secret} if visit.secret else {}
+
+
 @routes.post("/api/chat/anonymous-token", name="chat_anonymous_token")
 async def anonymous_token(request: web.Request) -> web.Response:
-    """Issue a visitor JWT bound to a session (created when new); `uid` only for a vouched-for userId."""
-    principal = await authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
+    """Issue a visitor JWT bound to a session (created when new, else with proof); `uid` only for a verified userId.
+
+    A still-valid visitor token renews itself here (for its own session only).
+    """
+    principal = await authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY, VISITOR))
     body = validate(AnonymousTokenBody, await read_json(request, required=False))
     tenant_id = tenant_of(principal, body.get("tenantId"))
-    session_id = body.get("sessionId") or sessions.new_session_id()
-    async with request.app[DB].acquire() as conn:
-        site_key = None
-        if body.get("siteKey"):
-            site_key = (await sessions.find_widget(conn, body["siteKey"], tenant_id))["site_key"]
-        verified = await sessions.verify_identity(conn, tenant_id, body.get("userId"), body.get("userHash"))
-        user_id = body.get("userId") if verified else None
-        await sessions.ensure_session(conn, tenant_id, session_id, site_key=site_key,
-                                      fingerprint=body.get("fingerprint"), user_id=user_id)
+    session_id = body.get("sessionId") or principal.session_id or sessions.new_session_id()
+    visit = await _enter(request, principal, body, tenant_id, session_id)
     settings = request.app[SETTINGS]
-    token = credentials.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id, uid=user_id)
-    return json_response({"token": token, "expiresIn": settings.visitor_token_ttl, "sessionId": session_id})
+    token = credentials.issue_token(settings, subject=session_id, role=VISITOR, tenant_id=tenant_id, sid=session_id,
+                                    uid=visit.user_id)
+    return json_response({"token": token, "expiresIn": settings.visitor_token_ttl, "sessionId": session_id,
+                          **_secret(visit)})
 
 
 @routes.post("/api/chat/session", name="chat_session")
@@ -52,15 +65,11 @@ async def open_session(request: web.Request) -> web.Response:
     body = validate(SessionBody, await read_json(request))
     tenant_id = tenant_of(principal, body.get("tenantId"))
     session_id = body.get("sessionId") or sessions.new_session_id()
-    async with request.app[DB].acquire() as conn:
-        widget = await sessions.find_widget(conn, body["siteKey"], tenant_id)
-        verified = await sessions.verify_identity(conn, tenant_id, body.get("userId"), body.get("userHash"))
-        session = await sessions.ensure_session(
-            conn, tenant_id, session_id, site_key=widget["site_key"], fingerprint=body.get("fingerprint"),
-            user_id=body.get("userId") if verified else None, user_info=body.get("userInfo"))
-    await rooms.refresh_session(request.app[REDIS], session)
+    visit = await _enter(request, principal, body, tenant_id, session_id)
+    session = visit.session
     return json_response({"success": True, "sessionId": session_id, "tenantId": tenant_id,
-                          "siteKey": session["site_key"], "status": session["status"], "aiMode": session["ai_mode"]})
+                          "siteKey": session["site_key"], "status": session["status"], "aiMode": session["ai_mode"],
+                          **_secret(visit)})
 
 
 @routes.post("/webchat/message", name="webchat_message")
@@ -75,23 +84,16 @@ async def post_message(request: web.Request) -> web.Response:
         raise MissingSessionId()
     if principal.role == VISITOR and session_id != principal.session_id:
         raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
-    site_key = body.get("siteKey") or body.get("siteId")
-    async with request.app[DB].acquire() as conn:
-        if site_key:
-            site_key = (await sessions.find_widget(conn, site_key, tenant_id, request.app[PUBLIC_WIDGETS]))["site_key"]
-        user_id = body.get("userId")
-        verified = principal.user_id == user_id if principal.role == VISITOR and user_id else \
-            await sessions.verify_identity(conn, tenant_id, user_id, body.get("userHash"))
-        session = await sessions.ensure_session(
-            conn, tenant_id, session_id, site_key=site_key, fingerprint=body.get("fingerprint"),
-            user_id=user_id if verified else None, user_info=body.get("userInfo"))
-    text = (body.get("text") or body.get("message")).strip()
+    visit = await _enter(request, principal, body, tenant_id, session_id, refresh=False)
+    session = visit.session
+    text = message_text(body)
     stored = await chat.post_visitor_message(request.app[WRITER], session, text,
                                              client_message_id=body.get("clientMessageId"),
                                              metadata=chat.visitor_metadata(body))
     await chat.after_visitor_message(request.app[CHAT_HOOKS], session, stored)
     return json_response({"success": True, "messageId": stored.id, "sessionId": session_id, "seq": stored.seq,
-                          "clientMessageId": body.get("clientMessageId"), "duplicate": stored.duplicate})
+                          "clientMessageId": body.get("clientMessageId"), "duplicate": stored.duplicate,
+                          **_secret(visit)})
 
 
 @routes.get("/api/chat/messages", name="chat_messages")
@@ -109,13 +111,8 @@ async def list_messages(request: web.Request) -> web.Response:
         if session_id and session_id != principal.session_id:
             raise Forbidden("This token belongs to another session", errors={"sessionId": "not this token's session"})
     before = str(query["before"]) if query.get("before") else None
-    async with request.app[DB].acquire() as conn:
-        if session_id:
-            await sessions.find_session(conn, session_id, tenant_id)
-        if before and await messages.find_message(conn, tenant_id, before) is None:
-            raise ValidationError("before names no message of this tenant", errors={"before": "unknown message"})
-        rows, more = await messages.page(conn, tenant_id, session_id=None if user_id else session_id,
-                                         user_id=user_id, before=before, limit=query["limit"])
+    rows, more = await chat.history_page(request.app[DB], tenant_id, session_id=session_id, user_id=user_id,
+                                         before=before, limit=query["limit"])
     items = [messages.to_001(row) for row in rows]
     return json_response({"messages": items, "hasMore": more, "nextBefore": items[0]["id"] if more and items else None})
 
@@ -136,9 +133,6 @@ async def session_messages(request: web.Request) -> web.Response:
     """A conversation's full history for the agent interface (004 shape)."""
     principal = await authenticate(request, allow=STAFF_CREDENTIALS)
     session_id = sessions.check_session_id(request.match_info["sessionId"])
-    async with request.app[DB].acquire() as conn:
-        session = await sessions.find_session(conn, session_id, principal.tenant_id)
-        rows = await messages.session_history(conn, session_id)
-        info = await sessions.customer_info(conn, session)
+    rows, info = await chat.transcript(request.app[DB], principal.tenant_id, session_id)
     return json_response({"success": True, "sessionId": session_id,
                           "messages": [messages.to_004(row) for row in rows], "customerInfo": info})

@@ -31,8 +31,7 @@ async def health(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
 
     async def postgres() -> None:
-        async with app[DB].acquire() as conn:
-            await db.fetch_one(conn, "SELECT 1")
+        await db.ping(app[DB])
 
     async def redis() -> None:
         await app[REDIS].ping()

@@ -18,7 +18,7 @@ def tenant_json(row: dict) -> dict:
     """The tenant's settings (SPEC 12), identity secret included: only its admin sees this."""
     return {
         "id": row["id"], "name": row["name"], "identityVerification": row["identity_verification"],
-        "identitySecret": row["identity_secret"], "createdAt": iso(row["created_at"]),
+        "identitySecret": row["identity_secret"], "sessionResume": row["session_resume"], "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
     }
 
@@ -33,7 +33,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 @routes.put("/api/tenant", name="tenant")
 async def update_tenant(request: web.Request) -> web.Response:
-    """Change the tenant's name or turn identity verification on or off."""
+    """Change the tenant's name, turn identity verification on or off, or say how sessions resume."""
     principal = await authenticate(request, allow=(ADMIN,))
     changes = load_changes(TenantSchema, await read_json(request))
     row = await tenants.update_tenant_settings(request.app[DB], principal.tenant_id, changes)

@@ -11,6 +11,8 @@ from ..errors import Forbidden, Unauthorized, ValidationError
 from ..jsonutil import now_iso
 from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
 from ..services import chat, sessions
+from ..store import sessions as stored_sessions
+from ..schemas import message_text
 from .frames import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
 from .registry import Registry, new_socket, read_frames
 from .connection import Connection
@@ -54,7 +56,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
                    "name": staff["name"], "timestamp": now_iso()})
         if staff["role"] == credentials.AGENT:
             async with app[DB].acquire() as db_conn:
-                held = await sessions.assigned_sessions(db_conn, staff["id"])
+                held = await stored_sessions.assigned_session_ids(db_conn, staff["id"])
             for session_id in held:
                 await conn.follow(session_id)
         await read_frames(conn, agent_frames)
@@ -92,7 +94,7 @@ async def on_send_message(conn: Connection, frame: dict) -> None:
         raise Forbidden("Accept this chat before replying", errors={"sessionId": "not assigned to you"})
     if session["status"] == "closed":
         raise Forbidden("This chat is closed", errors={"sessionId": "closed"})
-    text = (frame.get("text") or frame.get("message")).strip()
+    text = message_text(frame)
     stored = await chat.post_agent_message(conn.app[WRITER], session, conn.staff, text,
                                            client_message_id=frame.get("clientMessageId"))
     conn.send(chat.ack_frame(stored, frame.get("clientMessageId")))

@@ -5,7 +5,7 @@ import re
 
 from marshmallow import fields, validate
 
-from ..schemas import MAX_TEXT, HasText, Lenient, SessionIdField, Text255, VisitorFields
+from ..schemas import MAX_TEXT, HasText, Lenient, SessionIdField, Text255, VisitorFields, message_text
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
 _PLAIN_MESSAGE_KEYS = frozenset(("type", "text", "message", "clientMessageId", "sessionId"))
@@ -28,7 +28,7 @@ def plain_message(frame: dict) -> dict | None:
             if type(value) is not str or len(value) > MAX_TEXT:
                 return None
             out[name] = value
-    if not (out.get("text") or out.get("message") or "").strip():  # as HasText.has_text
+    if not message_text(out):  # as HasText.has_text
         return None
     cmid = frame.get("clientMessageId")
     if cmid is not None:

@@ -15,7 +15,7 @@ from .connection import Connection
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, dict], Awaitable[None]]
-Before = Callable[[Connection, dict], Awaitable[None]]
+Before = Callable[[Connection, dict], Awaitable[bool]]  # True: it answered the frame itself
 # A shortcut for a frame type's schema: the schema's result for the frames it knows, else None.
 Fast = Callable[[dict], "dict | None"]
 MAX_SHAPES = 256
@@ -80,8 +80,8 @@ class Registry:
             data = fast(frame) if fast is not None else None
             if data is None:
                 data = validate(self.schema_for(frame_type, schema, frame), frame)
-            if self.before is not None:
-                await self.before(conn, frame)
+            if self.before is not None and await self.before(conn, frame):
+                return
             await handler(conn, data)
         except ApiError as exc:
             conn.send(error_frame(exc, frame))

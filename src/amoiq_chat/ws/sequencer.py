@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, web
 
 from ..bus import FOR_STAFF, Event, rooms
+from ..jsonutil import dumps
 from ..tasks import cancel_and_wait
 from .transport import Socket
 
@@ -68,6 +69,7 @@ class Follow:
     session_id: str
     since: int | None
     done: asyncio.Future | None = None
+    status: dict | None = None  # sent once live, with `lastSeq` (the newest seq when it joined)
 
 
 @dataclass(slots=True)
@@ -117,10 +119,11 @@ class Sequencer(Socket):
         if event.close:
             self.put(Close(event.close["code"], event.close["reason"]))
 
-    async def follow(self, session_id: str, since: int | None = None) -> None:
-        """Join a conversation, replay after `since` (None: only new ones), and return once live."""
+    async def follow(self, session_id: str, since: int | None = None, status: dict | None = None) -> None:
+        """Join a conversation, replay after `since` (None: only new ones), send `status` (with
+        `lastSeq`) if given, and return once live: every message after lastSeq comes after it."""
         done = asyncio.get_running_loop().create_future()
-        if not self.put(Follow(session_id, since, done)):
+        if not self.put(Follow(session_id, since, done, status)):
             raise ConnectionResetError("the socket is closing")
         await done
 
@@ -227,6 +230,8 @@ class Sequencer(Socket):
             start = newest if item.since is None else min(item.since, newest)
             self.cursors[item.session_id] = start
             await self._fill(item.session_id, newest)
+            if item.status is not None:
+                self.emit(dumps({**item.status, "lastSeq": newest}))
         except Exception as exc:
             if item.done is not None and not item.done.done():
                 item.done.set_exception(exc)

@@ -9,14 +9,13 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, web
 
 from .. import credentials
-from ..bus import FOR_STAFF, FOR_VISITORS, rooms
+from ..bus import FOR_STAFF, FOR_VISITORS
 from ..errors import Forbidden, ValidationError
 from ..jsonutil import now_iso
 from ..http import validate
 from ..appkeys import BUS, CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
-from ..services import chat, presence, sessions
-from ..services.widgets import origin_allowed
-from ..schemas import MessageBody, VisitorFields
+from ..services import chat, presence, sessions, visitors
+from ..schemas import MessageBody, VisitorFields, message_text
 from .frames import JoinFrame, SyncFrame, TypingFrame, plain_message
 from .registry import Registry, new_socket, read_frames
 from .connection import Connection
@@ -44,13 +43,10 @@ async def _session_for_token(request: web.Request, session_id: str, token: str) 
         raise Forbidden("This socket needs a visitor token (agents use /ws/agent/{agentId})")
     if principal.session_id != session_id:
         raise Forbidden("This token belongs to another session")
-    async with request.app[DB].acquire() as conn:
-        session = await sessions.find_session(conn, session_id, principal.tenant_id)
-        if session["site_key"]:
-            widget = await sessions.find_widget(conn, session["site_key"], principal.tenant_id)
-            if not origin_allowed(widget["allowed_domains"], request.headers.get("Origin")):
-                raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"})
-    return session
+    claim = visitors.Claim(principal.tenant_id, session_id, origin=request.headers.get("Origin"), origin_required=True,
+                           token=principal)
+    app = request.app
+    return (await visitors.enter(app[DB], app[REDIS], app[PUBLIC_WIDGETS], claim, create=False)).session
 
 
 @routes.get("/ws/{sessionId}", name="ws_visitor")
@@ -68,10 +64,11 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     conn.origin, conn.since = request.headers.get("Origin"), since
     conn.start(request)
     try:
-        conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
-                   "joined": session is not None, "timestamp": now_iso()})
-        if session is not None:
-            await _join(conn, session, {})
+        if session is None:
+            conn.send({"type": "connection_status", "status": "connected", "sessionId": session_id,
+                       "joined": False, "timestamp": now_iso()})
+        else:
+            await _join(conn, session, {}, "connected")
         await read_frames(conn, visitor_frames)
     finally:
         # Shielded: aiohttp cancels the handler of a lost connection, and a cancel landing here
@@ -86,8 +83,9 @@ async def _close(conn: Connection) -> None:
     await conn.stop()
 
 
-async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None:
-    """Bind the socket to its session: presence, the conversation room, replay after ?since."""
+async def _join(conn: Connection, session: dict, fields: dict[str, Any], status: str, secret: str | None = None) -> None:
+    """Bind the socket to its session: presence, the conversation room, replay after ?since, then
+    `connection_status` `joined: true` with `lastSeq` (and `sessionSecret` when the join created the session)."""
     app = conn.app
     conn.tenant_id = session["tenant_id"]
     conn.user_id = session.get("user_id")
@@ -100,10 +98,18 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any]) -> None
              "origin": origin, "url": fields.get("url")}
     field_name = presence.presence_field(session["session_id"], conn.user_id)
     conn.presence_field = field_name
-    await rooms.refresh_session(app[REDIS], session)
     if await app[PRESENCE].connected(conn.tenant_id, field_name, value):
         await chat.announce_online(app[BUS], conn.tenant_id, field_name, value)
-    await conn.follow(session["session_id"], conn.since)
+    await conn.follow(session["session_id"], conn.since, _joined_status(conn, status, secret))
+
+
+def _joined_status(conn: Connection, status: str, secret: str | None = None) -> dict[str, Any]:
+    """The `connection_status` a socket gets once it follows its conversation (the transport adds `lastSeq`)."""
+    frame = {"type": "connection_status", "status": status, "sessionId": conn.session_id, "joined": True,
+             "timestamp": now_iso()}
+    if secret:
+        frame["sessionSecret"] = secret  # this socket's first frame created the session: shown this once
+    return frame
 
 
 async def _leave(conn: Connection) -> None:
@@ -118,34 +124,34 @@ async def _leave(conn: Connection) -> None:
         log.warning("presence of %s not cleared: %s", conn.session_id, exc)
 
 
-async def join_with_site_key(conn: Connection, frame: dict) -> None:
-    """Before each frame of a tokenless socket: the first one carrying siteKey joins the session."""
+async def join_with_site_key(conn: Connection, frame: dict) -> bool:
+    """Before each frame of a tokenless socket: the first one carrying siteKey joins the session
+    (an existing one with its sessionSecret). True when that frame was a `join`: its
+    `connection_status` was its answer."""
     if frame.get("sessionId") not in (None, conn.session_id):
         raise Forbidden("This socket belongs to another session", errors={"sessionId": "does not match the socket"})
     if conn.session is not None:
         if frame.get("tenantId") not in (None, conn.tenant_id):
             raise Forbidden("This session belongs to another tenant", errors={"tenantId": "does not match the session"})
-        return
+        return False
     site_key = frame.get("siteKey") or frame.get("siteId")
     if not isinstance(site_key, str) or not site_key:
         raise ValidationError("Send siteKey with the first frame (or connect with ?token=)",
                               errors={"siteKey": "required to join the session"})
     fields = validate(VisitorFields, frame)
     app = conn.app
-    async with app[DB].acquire() as db_conn:
-        widget = await sessions.find_widget(db_conn, site_key, kept=app[PUBLIC_WIDGETS])
-        if not origin_allowed(widget["allowed_domains"], conn.origin):
-            raise Forbidden("This origin is not allowed for the widget", errors={"origin": "not allowed"},
-                            details={"close": WSCloseCode.POLICY_VIOLATION})
-        tenant_id = widget["tenant_id"]
-        if fields.get("tenantId") not in (None, tenant_id):
-            raise Forbidden("This widget belongs to another tenant", errors={"tenantId": "does not match the widget"})
-        user_id = fields.get("userId") or None
-        verified = await sessions.verify_identity(db_conn, tenant_id, user_id, fields.get("userHash"))
-        session = await sessions.ensure_session(
-            db_conn, tenant_id, conn.session_id, site_key=site_key, fingerprint=fields.get("fingerprint"),
-            user_id=user_id if verified else None, user_info=fields.get("userInfo") or None)
-    await _join(conn, session, fields)
+    claim = visitors.Claim(fields.get("tenantId"), conn.session_id, site_key=site_key, origin=conn.origin,
+                           origin_required=True, user_id=fields.get("userId"), user_hash=fields.get("userHash"),
+                           fingerprint=fields.get("fingerprint"), user_info=fields.get("userInfo") or None,
+                           secret=fields.get("sessionSecret"))
+    try:
+        visit = await visitors.enter(app[DB], app[REDIS], app[PUBLIC_WIDGETS], claim)
+    except Forbidden as exc:
+        if "origin" in exc.errors:  # a page the widget does not allow: say why, then close
+            exc.details["close"] = WSCloseCode.POLICY_VIOLATION
+        raise
+    await _join(conn, visit.session, fields, "joined", visit.secret)
+    return frame.get("type") == "join"
 
 
 visitor_frames.before = join_with_site_key
@@ -153,9 +159,9 @@ visitor_frames.before = join_with_site_key
 
 @visitor_frames.handler("join", JoinFrame())
 async def on_join(conn: Connection, frame: dict) -> None:
-    """A listening tab joined (the join itself happened in `before`)."""
-    conn.send({"type": "connection_status", "status": "joined", "sessionId": conn.session_id,
-               "timestamp": now_iso()})
+    """A `join` on a socket already joined: `connection_status` joined again, once caught up (a first
+    `join` was answered by the join itself, in `before`)."""
+    await conn.follow(conn.session_id, conn.cursors.get(conn.session_id), _joined_status(conn, "joined"))
 
 
 @visitor_frames.handler("message", MessageBody(), fast=plain_message)
@@ -164,7 +170,7 @@ async def on_message(conn: Connection, frame: dict) -> None:
     app = conn.app
     if frame.get("userId") not in (None, conn.user_id) and conn.user_id is not None:
         raise Forbidden("userId does not match this session", errors={"userId": "does not match the session"})
-    text = (frame.get("text") or frame.get("message")).strip()
+    text = message_text(frame)
     stored = await chat.post_visitor_message(
         app[WRITER], conn.session, text, client_message_id=frame.get("clientMessageId"),
         metadata=chat.visitor_metadata(frame))
