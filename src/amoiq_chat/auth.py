@@ -14,14 +14,15 @@ from .store.api_keys import key_for_use
 
 
 def bearer(request: web.Request) -> str | None:
-    """The credential of a request: `Authorization: Bearer x`, else `?token=x`."""
+    """The credential of a REST request: `Authorization: Bearer x` only (a token in a URL ends up in
+    logs and browser history; the socket routes, which browsers cannot give headers, read `?token=`)."""
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Authorization header must be 'Bearer <token>'")
         return value.strip()
-    return request.query.get("token") or None
+    return None
 
 
 async def principal_for_key(request: web.Request, key: str) -> Principal:

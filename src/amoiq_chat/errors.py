@@ -97,6 +97,10 @@ class PayloadTooLarge(ApiError):
     status, code, default_message = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
 
 
+class UnsupportedMediaType(ApiError):
+    status, code, default_message = 415, "UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"
+
+
 class RateLimited(ApiError):
     status, code, default_message = 429, "RATE_LIMIT_EXCEEDED", "Too many requests, please try again later."
 
