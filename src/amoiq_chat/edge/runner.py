@@ -99,8 +99,9 @@ class GuardedHandler(web.RequestHandler):
             if end is not None:
                 self.state = REQUEST
                 self.after_headers = len(data) - end
-                self.deadline.cancel()
-                self.deadline = None
+                if self.deadline is not None:
+                    self.deadline.cancel()
+                    self.deadline = None
         super().data_received(data)
 
     def set_parser(self, parser: Any, data_received_cb: Any = None) -> None:
