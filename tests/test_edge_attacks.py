@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from amoiq_chat.edge import raise_open_file_limit
 
 from .chat_fixtures import ServerProcess
+from .conftest import CLI, cli_env, free_port, wait_for_port
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +178,26 @@ async def test_memory_returns_within_20_percent_after_a_header_flood(settings):
     finally:
         errors = server.stop()
     assert "Traceback" not in errors, errors[-3000:]
+
+
+def test_serve_raises_its_soft_open_file_limit_to_the_hard_one_and_logs_both(settings, tmp_path):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = min(1024, hard)
+    log_path = tmp_path / "serve.log"
+    port = free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=cli_env(settings, LOG_LEVEL="INFO"),
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+    try:
+        wait_for_port(port, process)
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+        assert line.split()[3:5] == [str(hard), str(hard)], line
+    finally:
+        process.terminate()
+        process.wait(30)
+    logged = log_path.read_text()
+    expected = f"open-file limit: soft {soft} raised to the hard limit {hard}" if soft < hard else \
+        f"open-file limit: soft {soft}, hard {hard}"
+    assert expected in logged, logged

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import resource
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from ..errors import ApiError
 from ..jsonutil import dumps
@@ -80,9 +81,7 @@ def raise_open_file_limit() -> tuple[int, int]:
 def canned_response(error: ApiError) -> bytes:
     """A whole HTTP/1.1 answer in the envelope that closes the connection, to write to a transport."""
     body = dumps(error.body())
-    reason = {408: "Request Timeout", 413: "Payload Too Large", 429: "Too Many Requests",
-              431: "Request Header Fields Too Large"}.get(error.status, "Error")
     headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close",
                **SECURITY_HEADERS, **error.headers}
-    head = f"HTTP/1.1 {error.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return head.encode("latin-1") + b"\r\n" + body

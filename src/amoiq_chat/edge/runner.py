@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
 
-from ..errors import ApiError, InternalError, PayloadTooLarge, RateLimited, ValidationError
+from ..errors import (ApiError, HeadersTooLarge, InternalError, PayloadTooLarge, RateLimited, RequestTimeout,
+                      ValidationError)
 from ..http import json_response
 from ..middlewares import SECURITY_HEADERS
 from .headers import AWAITING, IDLE, REQUEST, WEBSOCKET, HeaderScan
@@ -23,10 +24,6 @@ from .limits import AddressCounts, EdgeLimits, canned_response, raise_open_file_
 from .wsmask import CLOSE_PROTOCOL_ERROR, MaskCheck
 
 log = logging.getLogger(__name__)
-
-
-class HeadersTooLarge(ApiError):
-    status, code, default_message = 431, "PAYLOAD_TOO_LARGE", "Request headers too large"
 
 
 class Edge:
@@ -37,8 +34,7 @@ class Edge:
         self.counts = AddressCounts(limits.per_address)
         self.too_many = canned_response(RateLimited("Too many connections from your address",
                                                     headers={"Retry-After": "1"}))
-        self.too_slow = canned_response(ApiError("Request headers not received in time", status=408,
-                                                 code="VALIDATION_ERROR"))
+        self.too_slow = canned_response(RequestTimeout())
         self.too_large = canned_response(HeadersTooLarge(
             f"Request headers over {limits.max_header_bytes} bytes", errors={"headers": "too large"}))
 
