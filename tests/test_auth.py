@@ -10,7 +10,7 @@ from .factories import (PASSWORD, bearer, create_agent, expect, expect_error, fe
 async def test_register_answers_the_seed_shape_and_creates_tenant_admin_and_keys(client, db_conn):
     name = unique("owner")
     resp = await client.post("/api/auth/register",
-                             json={"username": name, "email": f"{name}@example.com", "password": "password123"})
+                             json={"username": name, "email": f"{name}@example.com", "password": "correct-horse-9"})
     body = await expect(resp, 201)
     assert body["success"] is True and body["message"] == "User registered successfully"
     data = body["data"]
@@ -22,7 +22,7 @@ async def test_register_answers_the_seed_shape_and_creates_tenant_admin_and_keys
     assert tenant["publishableKey"].startswith("pk_") and tenant["secretKey"].startswith("sk_")
     [(stored_password,)] = fetch(db_conn, "SELECT password FROM users WHERE id = %s AND tenant_id = %s",
                                  data["user"]["id"], tenant["id"])
-    assert stored_password.startswith("$argon2id$") and "password123" not in stored_password
+    assert stored_password.startswith("$argon2id$") and "correct-horse-9" not in stored_password
     keys = dict(fetch(db_conn, "SELECT kind, key_hash FROM api_keys WHERE tenant_id = %s", tenant["id"]))
     assert keys == {"publishable": hash_api_key(tenant["publishableKey"]), "secret": hash_api_key(tenant["secretKey"])}
     # The secret key is stored only as its hash.

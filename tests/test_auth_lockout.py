@@ -1,20 +1,27 @@
 """Failed logins counted per account in Redis (shared by processes); 429 with a growing lockout."""
+import asyncio
+
 import redis.asyncio as aioredis
 
-from amoiq_chat.services.lockout import LOCKOUT_BASE, MAX_FAILURES
+from amoiq_chat.services.lockout import LOCKOUT_BASE, MAX_FAILURES, SLOWDOWN_AFTER, SLOWDOWN_INTERVAL
 
 from .factories import create_agent, expect, expect_error, register_admin, unique
 
 
-async def fail(client, email, times, path="/api/auth/login"):
+def source(address: str | None) -> dict[str, str]:
+    """Headers making a request come from `address` (the test app trusts 127.0.0.1 as a proxy)."""
+    return {"X-Forwarded-For": address} if address else {}
+
+
+async def fail(client, email, times, path="/api/auth/login", address=None):
     for _ in range(times):
-        await expect_error(await client.post(path, json={"email": email, "password": "wrong-password"}), 401,
-                           "UNAUTHORIZED")
+        await expect_error(await client.post(path, json={"email": email, "password": "wrong-password"},
+                                             headers=source(address)), 401, "UNAUTHORIZED")
 
 
-async def locked(client, email, password, path="/api/auth/login") -> int:
+async def locked(client, email, password, path="/api/auth/login", address=None) -> int:
     """Assert the account answers 429 even to the right password; return Retry-After."""
-    resp = await client.post(path, json={"email": email, "password": password})
+    resp = await client.post(path, json={"email": email, "password": password}, headers=source(address))
     await expect_error(resp, 429, "RATE_LIMIT_EXCEEDED")
     return int(resp.headers["Retry-After"])
 
@@ -42,12 +49,46 @@ async def test_lockout_grows_with_failures_after_it_ends(client, settings):
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
         # The lockout ends (its key expires), and the next attempt fails again.
-        assert await redis.delete(f"login:lock:admin:{admin.email.lower()}") == 1
+        assert await redis.delete(f"login:lock:admin:{admin.email.lower()}:127.0.0.1") == 1
     finally:
         await redis.aclose()
     await fail(client, admin.email, 1)
     second = await locked(client, admin.email, admin.password)
     assert second > first and second <= 2 * LOCKOUT_BASE
+
+
+async def test_a_flood_from_one_address_does_not_lock_the_owner_out_from_another(aiohttp_client, make_app):
+    client = await aiohttp_client(make_app(trusted_proxies=("127.0.0.1",)))
+    admin = await register_admin(client)
+    await fail(client, admin.email, MAX_FAILURES, address="203.0.113.9")
+    for _ in range(10):  # the flood goes on, locked out
+        await locked(client, admin.email, "wrong-password", address="203.0.113.9")
+    await locked(client, admin.email, admin.password, address="203.0.113.9")
+    resp = await client.post("/api/auth/login", json={"email": admin.email, "password": admin.password},
+                             headers=source("198.51.100.7"))
+    await expect(resp, 200)
+
+
+async def test_failures_from_many_addresses_slow_the_account_down_without_locking_it(aiohttp_client, make_app):
+    client = await aiohttp_client(make_app(trusted_proxies=("127.0.0.1",)))
+    admin = await register_admin(client)
+    for n in range(SLOWDOWN_AFTER):  # a guesser with many addresses, each under the per-address limit
+        await fail(client, admin.email, 1, address=f"203.0.113.{n + 1}")
+    await fail(client, admin.email, 1, address="192.0.2.1")  # this attempt takes the account's one slot
+    resp = await client.post("/api/auth/login", json={"email": admin.email, "password": "wrong-password"},
+                             headers=source("192.0.2.2"))
+    await expect_error(resp, 429, "RATE_LIMIT_EXCEEDED")
+    assert 0 < int(resp.headers["Retry-After"]) <= SLOWDOWN_INTERVAL
+    # The owner, elsewhere, is slowed by seconds, never locked out.
+    owner = source("198.51.100.7")
+    for _ in range(20):
+        resp = await client.post("/api/auth/login", json={"email": admin.email, "password": admin.password},
+                                 headers=owner)
+        if resp.status == 200:
+            break
+        await expect_error(resp, 429, "RATE_LIMIT_EXCEEDED")
+        await asyncio.sleep(float(resp.headers["Retry-After"]))  # what the client is told to do
+    assert resp.status == 200
 
 
 async def test_a_successful_login_clears_the_count(client):

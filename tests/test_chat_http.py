@@ -225,9 +225,10 @@ async def test_webchat_message_refuses_other_tenants_and_oversized_bodies(chat, 
     assert resp.status == 403
     resp = await send(client, tenant, text="hi", sessionId=session_id(), siteId=other.site_key)
     assert resp.status == 403
-    resp = await client.post("/webchat/message", data=io.BytesIO(b"{" + b" " * 2_000_000 + b"}"), headers=tenant.bearer())
+    as_json = {**tenant.bearer(), "Content-Type": "application/json"}
+    resp = await client.post("/webchat/message", data=io.BytesIO(b"{" + b" " * 2_000_000 + b"}"), headers=as_json)
     assert resp.status == 413 and (await resp.json())["code"] == "PAYLOAD_TOO_LARGE"
-    resp = await client.post("/webchat/message", data=b"not json", headers=tenant.bearer())
+    resp = await client.post("/webchat/message", data=b"not json", headers=as_json)
     assert resp.status == 400
 
 

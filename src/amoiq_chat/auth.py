@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Iterable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -14,14 +15,28 @@ from .store.api_keys import key_for_use
 
 
 def bearer(request: web.Request) -> str | None:
-    """The credential of a request: `Authorization: Bearer x`, else `?token=x`."""
+    """The credential of a REST request: `Authorization: Bearer x` only (a token in a URL ends up in
+    logs and browser history; the socket routes, which browsers cannot give headers, read `?token=`)."""
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Authorization header must be 'Bearer <token>'")
         return value.strip()
-    return request.query.get("token") or None
+    return None
+
+
+def check_staff_origin(request: web.Request) -> None:
+    """Refuse a staff socket opened from a page of another site: an `Origin`, when sent, must be one of
+    CORS_ORIGINS ("*" allows any) or this server's own host (whatever the scheme a proxy in front ends)."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return
+    allowed = {o.lower().rstrip("/") for o in request.app[SETTINGS].cors_origins}
+    given = origin.lower().rstrip("/")
+    if "*" in allowed or given in allowed or urlsplit(given).netloc == (request.host or "").lower():
+        return
+    raise Forbidden("This origin may not open an agent socket", errors={"origin": "not allowed"})
 
 
 async def principal_for_key(request: web.Request, key: str) -> Principal:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from . import db
+from .credentials import password_problem
 from .settings import ConfigError, Settings, ensure_jwt_secret, load_settings
 
 log = logging.getLogger("amoiq_chat")
@@ -60,8 +61,9 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
 
     from .services.tenants import create_tenant_with_admin
 
-    if len(args.password) < 8:
-        print("error: the password must have at least 8 characters", file=sys.stderr)
+    problem = password_problem(args.password)
+    if problem:
+        print(f"error: the password {problem}", file=sys.stderr)
         return 2
     username = args.username or args.email.split("@")[0]
     try:
@@ -100,6 +102,7 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
     from aiohttp import web
 
     from .app import create_app
+    from .edge import EdgeLimits, GuardedRunner
 
     app = create_app(settings)
     app.on_startup.append(_settle_heap)
@@ -107,7 +110,7 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
+    runner = GuardedRunner(app, EdgeLimits.from_settings(settings), access_log=None, shutdown_timeout=10)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)

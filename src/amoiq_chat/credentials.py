@@ -4,11 +4,13 @@ Nothing here reads a request or the database (`auth.py` does: request -> Princip
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import jwt
@@ -22,6 +24,8 @@ ADMIN, AGENT, VISITOR = "admin", "agent", "visitor"
 SECRET_KEY, PUBLISHABLE_KEY = "secret_key", "publishable_key"
 STAFF_ROLES = (ADMIN, AGENT)  # accounts whose tokens are checked against the database
 ALGORITHM = "HS256"
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024  # argon2 hashes anything, but nobody needs more
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 _DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))
@@ -54,6 +58,24 @@ class Principal:
 async def hash_password(password: str) -> str:
     """Hash with argon2id, off the event loop."""
     return await asyncio.get_running_loop().run_in_executor(None, _hasher.hash, password)
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The passwords refused as too common (the package's data/common-passwords.txt), lower case."""
+    text = resources.files(__package__).joinpath("data/common-passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def password_problem(password: str) -> str | None:
+    """Say why a new password is refused (too short, too long, too common), or None."""
+    if len(password) < PASSWORD_MIN:
+        return f"must have at least {PASSWORD_MIN} characters"
+    if len(password) > PASSWORD_MAX:
+        return f"must have at most {PASSWORD_MAX} characters"
+    if password.lower() in common_passwords():
+        return "is one of the most common passwords; choose another"
+    return None
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:

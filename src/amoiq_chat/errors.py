@@ -97,6 +97,18 @@ class PayloadTooLarge(ApiError):
     status, code, default_message = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
 
 
+class RequestTimeout(ApiError):
+    status, code, default_message = 408, "VALIDATION_ERROR", "Request headers not received in time"
+
+
+class HeadersTooLarge(ApiError):
+    status, code, default_message = 431, "PAYLOAD_TOO_LARGE", "Request headers too large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code, default_message = 415, "UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"
+
+
 class RateLimited(ApiError):
     status, code, default_message = 429, "RATE_LIMIT_EXCEEDED", "Too many requests, please try again later."
 

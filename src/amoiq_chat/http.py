@@ -8,8 +8,9 @@ import marshmallow
 from aiohttp import web
 
 from .db import as_id
-from .errors import PayloadTooLarge, ValidationError
+from .errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
 from .jsonutil import JSONDecodeError, dumps, loads
+from .untrusted import control_problem
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -18,7 +19,10 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 
 
 async def read_json(request: web.Request, *, required: bool = True) -> dict:
-    """Return the body as a JSON object, or raise a 400/413 in the envelope."""
+    """Return the body as a JSON object, or raise a 400/413/415 in the envelope."""
+    if request.body_exists and request.content_type != "application/json":
+        raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json)",
+                                   errors={"Content-Type": "must be application/json"})
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
@@ -86,6 +90,23 @@ def shared_schema(cls: type[marshmallow.Schema]) -> marshmallow.Schema:
     field (64 us for the message body, three times the cost of loading one), and `load` keeps no
     state on the instance."""
     return cls()
+
+
+# Headers the application reads whose text reaches anything beyond a comparison.
+CHECKED_HEADERS = ("Origin", "X-Tenant-ID")
+
+
+def check_request_text(request: web.Request) -> None:
+    """Refuse NUL and control characters in path parameters, query values and the headers read (400
+    naming e.g. `query.userId`), as the schemas' `Str` does in bodies and frames."""
+    places = [("path", request.match_info.items()), ("query", request.query.items()),
+              ("header", ((name, request.headers.get(name, "")) for name in CHECKED_HEADERS))]
+    for place, items in places:
+        for name, value in items:
+            problem = control_problem(value)
+            if problem:
+                field = f"{place}.{name}"
+                raise ValidationError(f"Validation error: {field}: {problem}", errors={field: problem})
 
 
 def path_id(request: web.Request, name: str) -> int | None:

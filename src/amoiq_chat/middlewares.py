@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .errors import (ApiError, Forbidden, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge,
                      RateLimited, Unauthorized, ValidationError)
-from .http import json_response
+from .http import check_request_text, json_response
 from .appkeys import RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ async def gateway_middleware(request: web.Request, handler) -> web.StreamRespons
     request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
     request[REQUEST_ID] = request_id
     try:
+        check_request_text(request)
         await check_rate_limit(request)
         response = await handler(request)
     except ApiError as exc:
@@ -73,7 +74,7 @@ async def gateway_middleware(request: web.Request, handler) -> web.StreamRespons
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        log.exception("unhandled error on %s %s [request %s]", request.method, request.path, request_id)
+        log.exception("unhandled error on %s %r [request %s]", request.method, request.path, request_id)
         return error_response(InternalError(details={"requestId": request_id}), request_id)
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id

@@ -1,6 +1,6 @@
 """Marshmallow schemas of the REST bodies: accounts, keys, tenants and widgets (unknown fields refused), and the
 chat's visitor bodies (unknown fields ignored: widgets send more than the server needs), which the visitor's
-socket frames share (`ws/frames.py`)."""
+socket frames share (`ws/frames.py`). Every string field is a `Str` (no NUL, no control characters)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -9,7 +9,9 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_lo
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
 from . import errors
+from .credentials import PASSWORD_MAX, password_problem
 from .http import validate
+from .untrusted import control_problem
 
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
 PRECHAT_TYPES = ("text", "email", "tel", "select")
@@ -19,7 +21,13 @@ USERNAME = Regexp(r"^[A-Za-z0-9_.-]+$", error="may contain only letters, digits,
 # A host name, optionally "*." for any subdomain; no scheme, path or port.
 DOMAIN = Regexp(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
                 error="must be a host name like example.com or *.example.com")
-PASSWORD_MAX = 1024  # argon2 hashes anything, but nobody needs more
+
+
+def new_password(value: str) -> None:
+    """Validate a new password (see password_problem)."""
+    problem = password_problem(value)
+    if problem:
+        raise ValidationError(problem)
 
 
 def not_blank(value: str) -> None:
@@ -36,6 +44,26 @@ def load_changes(schema: Schema | type[Schema], data: dict) -> dict:
     return changes
 
 
+class Str(fields.String):
+    """The string field of every schema: NUL and control characters are a VALIDATION_ERROR naming the
+    field (`multiline=True` keeps tab, LF and CR, for message text and other multi-line fields)."""
+
+    def __init__(self, *, multiline: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.multiline = multiline
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        problem = control_problem(text, self.multiline)
+        if problem:
+            raise ValidationError(problem)
+        return text
+
+
+class EmailStr(Str, fields.Email):
+    """An e-mail address, with Str's refusal of control characters."""
+
+
 class StrictBool(fields.Boolean):
     """A JSON boolean, not "true", 1 or "yes"."""
 
@@ -45,9 +73,9 @@ class StrictBool(fields.Boolean):
         return value
 
 
-def text(low: int, high: int, **kwargs: Any) -> fields.String:
+def text(low: int, high: int, **kwargs: Any) -> Str:
     """A string field of bounded length that is not blank."""
-    return fields.String(validate=[Length(low, high), not_blank], **kwargs)
+    return Str(validate=[Length(low, high), not_blank], **kwargs)
 
 
 class Strict(Schema):
@@ -60,29 +88,29 @@ class Strict(Schema):
 # Accounts ----------------------------------------------------------------------------------
 
 class RegisterSchema(Strict):
-    username = fields.String(required=True, validate=[Length(3, 100), USERNAME])
-    email = fields.Email(required=True, validate=Length(max=255))
-    password = fields.String(required=True, validate=Length(8, PASSWORD_MAX))
+    username = Str(required=True, validate=[Length(3, 100), USERNAME])
+    email = EmailStr(required=True, validate=Length(max=255))
+    password = Str(required=True, validate=new_password)
 
 
 class LoginSchema(Strict):
-    email = fields.Email(required=True, validate=Length(max=255))
-    password = fields.String(required=True, validate=Length(1, PASSWORD_MAX))
+    email = EmailStr(required=True, validate=Length(max=255))
+    password = Str(required=True, validate=Length(1, PASSWORD_MAX))
 
 
 class AgentSchema(Strict):
     """POST /api/agents; with partial=True, PUT /api/agents/{id}."""
 
-    username = fields.String(required=True, validate=[Length(3, 100), USERNAME])
-    email = fields.Email(required=True, validate=Length(max=255))
-    password = fields.String(required=True, validate=Length(8, PASSWORD_MAX))
+    username = Str(required=True, validate=[Length(3, 100), USERNAME])
+    email = EmailStr(required=True, validate=Length(max=255))
+    password = Str(required=True, validate=new_password)
     full_name = text(1, 255, required=True)
     is_active = StrictBool()
 
 
 class ApiKeySchema(Strict):
-    kind = fields.String(required=True, validate=OneOf(KEY_KINDS))
-    name = fields.String(validate=Length(max=100), load_default="")
+    kind = Str(required=True, validate=OneOf(KEY_KINDS))
+    name = Str(validate=Length(max=100), load_default="")
 
 
 # How a session is resumed with the publishable key: its secret, or (for widgets that cannot keep
@@ -95,16 +123,16 @@ class TenantSchema(Strict):
 
     name = text(1, 255)
     identity_verification = StrictBool(data_key="identityVerification")
-    session_resume = fields.String(data_key="sessionResume", validate=OneOf(SESSION_RESUME))
+    session_resume = Str(data_key="sessionResume", validate=OneOf(SESSION_RESUME))
 
 
 # Widgets -----------------------------------------------------------------------------------
 
 class PrechatFieldSchema(Strict):
-    name = fields.String(required=True, validate=[Length(1, 50), Regexp(r"^[A-Za-z][A-Za-z0-9_]*$",
+    name = Str(required=True, validate=[Length(1, 50), Regexp(r"^[A-Za-z][A-Za-z0-9_]*$",
                                                                         error="must be an identifier like full_name")])
     label = text(1, 255)
-    type = fields.String(required=True, validate=OneOf(PRECHAT_TYPES))
+    type = Str(required=True, validate=OneOf(PRECHAT_TYPES))
     required = StrictBool(load_default=False)
     options = fields.List(text(1, 255), validate=Length(1, 50))
 
@@ -125,7 +153,7 @@ class PrechatFieldSchema(Strict):
 
 class FaqEntrySchema(Strict):
     keywords = fields.List(text(1, 100), required=True, validate=Length(1, 20))
-    answer = text(1, 2000, required=True)
+    answer = text(1, 2000, required=True, multiline=True)
 
 
 class WidgetSchema(Strict):
@@ -133,13 +161,13 @@ class WidgetSchema(Strict):
 
     business_name = text(1, 255, required=True)
     widget_title = text(1, 255)
-    welcome_message = text(1, 2000)
-    primary_color = fields.String(validate=COLOR)
-    secondary_color = fields.String(validate=COLOR)
-    position = fields.String(validate=OneOf(POSITIONS))
+    welcome_message = text(1, 2000, multiline=True)
+    primary_color = Str(validate=COLOR)
+    secondary_color = Str(validate=COLOR)
+    position = Str(validate=OneOf(POSITIONS))
     enable_prechat_form = StrictBool()
     prechat_fields = fields.List(fields.Nested(PrechatFieldSchema), validate=Length(max=20))
-    allowed_domains = fields.List(fields.String(validate=Length(1, 253)), validate=Length(max=50))
+    allowed_domains = fields.List(Str(validate=Length(1, 253)), validate=Length(max=50))
     faq = fields.List(fields.Nested(FaqEntrySchema), validate=Length(max=100))
     is_active = StrictBool()
 
@@ -183,12 +211,12 @@ class PageSchema(Schema):
 # Chat: the visitor's bodies ---------------------------------------------------------------
 
 MAX_TEXT = 10000
-Text255 = lambda **kw: fields.Str(validate=Length(max=255), **kw)  # noqa: E731
-SessionIdField = lambda **kw: fields.Str(validate=[Length(min=8, max=128),  # noqa: E731
+Text255 = lambda **kw: Str(validate=Length(max=255), **kw)  # noqa: E731
+SessionIdField = lambda **kw: Str(validate=[Length(min=8, max=128),  # noqa: E731
                                                    Regexp(r"^[A-Za-z0-9._~-]+$", error="must be url-safe")], **kw)
-ClientMessageId = lambda: fields.Str(validate=Length(min=1, max=128), load_default=None)  # noqa: E731
+ClientMessageId = lambda: Str(validate=Length(min=1, max=128), load_default=None)  # noqa: E731
 # Resuming an existing session with the publishable key takes its secret (SPEC section 12).
-SessionSecret = lambda: fields.Str(validate=Length(max=128), allow_none=True)  # noqa: E731
+SessionSecret = lambda: Str(validate=Length(max=128), allow_none=True)  # noqa: E731
 
 
 class Lenient(Schema):
@@ -201,7 +229,7 @@ class Lenient(Schema):
 class UserInfo(Lenient):
     name = Text255(allow_none=True)
     email = Text255(allow_none=True)
-    phone = fields.Str(validate=Length(max=64), allow_none=True)
+    phone = Str(validate=Length(max=64), allow_none=True)
 
 
 class VisitorFields(Lenient):
@@ -211,12 +239,12 @@ class VisitorFields(Lenient):
     sessionId = SessionIdField()
     fingerprint = Text255(allow_none=True)
     userId = Text255(allow_none=True)
-    userHash = fields.Str(validate=Length(max=128), allow_none=True)
+    userHash = Str(validate=Length(max=128), allow_none=True)
     userInfo = fields.Nested(UserInfo, allow_none=True)
     domain = Text255(allow_none=True)
-    origin = fields.Str(validate=Length(max=2048), allow_none=True)
-    url = fields.Str(validate=Length(max=2048), allow_none=True)
-    referrer = fields.Str(validate=Length(max=2048), allow_none=True)
+    origin = Str(validate=Length(max=2048), allow_none=True)
+    url = Str(validate=Length(max=2048), allow_none=True)
+    referrer = Str(validate=Length(max=2048), allow_none=True)
     siteId = Text255(allow_none=True)
     siteKey = Text255(allow_none=True)
     sessionSecret = SessionSecret()
@@ -230,8 +258,8 @@ def message_text(data: Mapping[str, Any]) -> str:
 class HasText(Lenient):
     """A message's `text` (or `message`, as the 004 widget says) and optional clientMessageId."""
 
-    text = fields.Str(validate=Length(max=MAX_TEXT))
-    message = fields.Str(validate=Length(max=MAX_TEXT))
+    text = Str(validate=Length(max=MAX_TEXT), multiline=True)
+    message = Str(validate=Length(max=MAX_TEXT), multiline=True)
     clientMessageId = ClientMessageId()
 
     @validates_schema
@@ -249,7 +277,7 @@ class AnonymousTokenBody(Lenient):
     tenantId = Text255()
     sessionId = SessionIdField(allow_none=True)
     userId = Text255(allow_none=True)
-    userHash = fields.Str(validate=Length(max=128), allow_none=True)
+    userHash = Str(validate=Length(max=128), allow_none=True)
     fingerprint = Text255(allow_none=True)
     siteKey = Text255(allow_none=True)
     sessionSecret = SessionSecret()

@@ -70,6 +70,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1048576
     max_frame_bytes: int = 65536
+    max_connections_per_address: int = 256
+    header_timeout: int = 5
+    max_header_bytes: int = 32768
     webhook_url: str = ""
     webhook_secret: str = ""
     webhook_allow_private: bool = False
@@ -149,9 +152,14 @@ def _convert(name: str, value: Any) -> Any:
     """Turn a raw file/environment value into the field's type, or raise ConfigError."""
     if name == "port":
         return _to_int(name, value, 0, 65535)
-    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_timeout", "db_pool_max", "redis_pool_max", "writer_shards", "max_body_bytes", "max_frame_bytes",
-                "writer_queue", "writer_batch", "ws_send_buffer", "ws_send_queue"):
+    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_timeout", "db_pool_max", "redis_pool_max", "writer_shards",
+                "max_body_bytes", "max_frame_bytes", "max_connections_per_address", "writer_queue", "writer_batch",
+                "ws_send_buffer", "ws_send_queue"):
         return _to_int(name, value, 1)
+    if name == "header_timeout":
+        return _to_int(name, value, 1, 300)
+    if name == "max_header_bytes":
+        return _to_int(name, value, 1024)
     if name in ("db_pool_min", "webhook_max_attempts"):
         return _to_int(name, value, 0)
     if name == "presence_ttl":

@@ -1,4 +1,4 @@
-"""Admins and agents: register, log in (with a per-account lockout in Redis), manage agents."""
+"""Admins and agents: register, log in (with a per-account and address lockout in Redis), manage agents."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -32,36 +32,37 @@ async def register(pool: aiopg.Pool, *, username: str, email: str, password: str
         raise conflict(exc) from None
 
 
-async def _login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str) -> dict:
+async def _login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str, address: str) -> dict:
     try:
-        return await _checked_login(pool, redis, role, email, password)
+        return await _checked_login(pool, redis, role, email, password, address)
     except RedisError:
         # Without the failure count there is no brute-force protection: refuse rather than guess.
         raise ServiceUnavailable("Login is unavailable for a moment, please try again") from None
 
 
-async def _checked_login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str) -> dict:
-    await check_lockout(redis, role, email)
+async def _checked_login(pool: aiopg.Pool, redis: aioredis.Redis, role: str, email: str, password: str,
+                         address: str) -> dict:
+    await check_lockout(redis, role, email, address)
     async with pool.acquire() as conn:
         find = store.admin_for_login if role == "admin" else store.agent_for_login
         row = await find(conn, email)
     # An unknown e-mail still costs one argon2 verification (of a dummy hash): same time, same answer.
     if not await verify_password(row["password_hash"] if row else None, password):
-        await record_failure(redis, role, email)
+        await record_failure(redis, role, email, address)
         raise Unauthorized(BAD_LOGIN)
-    await clear_failures(redis, role, email)
+    await clear_failures(redis, role, email, address)
     row.pop("password_hash")
     return row
 
 
-async def login_admin(pool: aiopg.Pool, redis: aioredis.Redis, email: str, password: str) -> dict:
-    """The admin with these credentials, or 401 (429 while locked)."""
-    return await _login(pool, redis, "admin", email, password)
+async def login_admin(pool: aiopg.Pool, redis: aioredis.Redis, email: str, password: str, address: str) -> dict:
+    """The admin with these credentials, or 401 (429 while `address` is locked out)."""
+    return await _login(pool, redis, "admin", email, password, address)
 
 
-async def login_agent(pool: aiopg.Pool, redis: aioredis.Redis, email: str, password: str) -> dict:
-    """The agent with these credentials, or 401 (429 while locked, 403 when deactivated)."""
-    agent = await _login(pool, redis, "agent", email, password)
+async def login_agent(pool: aiopg.Pool, redis: aioredis.Redis, email: str, password: str, address: str) -> dict:
+    """The agent with these credentials, or 401 (429 while `address` is locked out, 403 when deactivated)."""
+    agent = await _login(pool, redis, "agent", email, password, address)
     if not agent["is_active"]:
         raise Forbidden("This agent account is deactivated")
     return agent

@@ -6,6 +6,7 @@ from aiohttp import web
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, issue_token
 from ..http import json_response, read_json, validate
+from ..middlewares import client_ip
 from ..appkeys import DB, REDIS, SETTINGS
 from ..schemas import LoginSchema, RegisterSchema
 from ..services import accounts
@@ -44,7 +45,7 @@ async def _login(request: web.Request, role: str) -> web.Response:
     body = validate(LoginSchema, await read_json(request))
     app = request.app
     log_in = accounts.login_admin if role == ADMIN else accounts.login_agent
-    row = await log_in(app[DB], app[REDIS], body["email"], body["password"])
+    row = await log_in(app[DB], app[REDIS], body["email"], body["password"], client_ip(request))
     token = issue_token(app[SETTINGS], subject=str(row["id"]), role=role, tenant_id=row["tenant_id"])
     if role == ADMIN:
         return json_response({"success": True, "message": "Login successful",

@@ -22,6 +22,7 @@ agent_frames = Registry("agent")
 
 
 async def _staff_for_token(request: web.Request) -> dict:
+    auth.check_staff_origin(request)
     token = request.query.get("token") or auth.bearer(request)
     if not token:
         raise Unauthorized("Connect with ?token=<JWT>")

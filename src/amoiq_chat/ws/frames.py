@@ -6,6 +6,7 @@ import re
 from marshmallow import fields, validate
 
 from ..schemas import MAX_TEXT, HasText, Lenient, SessionIdField, Text255, VisitorFields, message_text
+from ..untrusted import control_problem
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
 _PLAIN_MESSAGE_KEYS = frozenset(("type", "text", "message", "clientMessageId", "sessionId"))
@@ -25,14 +26,14 @@ def plain_message(frame: dict) -> dict | None:
     for name in ("text", "message"):
         if name in frame:
             value = frame[name]
-            if type(value) is not str or len(value) > MAX_TEXT:
+            if type(value) is not str or len(value) > MAX_TEXT or control_problem(value, multiline=True):
                 return None
             out[name] = value
     if not message_text(out):  # as HasText.has_text
         return None
     cmid = frame.get("clientMessageId")
     if cmid is not None:
-        if type(cmid) is not str or not 1 <= len(cmid) <= 128:
+        if type(cmid) is not str or not 1 <= len(cmid) <= 128 or control_problem(cmid):
             return None
         out["clientMessageId"] = cmid
     if "sessionId" in frame:
