@@ -163,9 +163,10 @@ async def test_memory_returns_within_20_percent_after_a_header_flood(settings):
                 writer.close()
 
         results = await asyncio.gather(*(flood() for _ in range(600)))
+        # Every one refused by the server (its 431, or a reset when it closed on unread bytes); how many
+        # lines a client wrote first says little: the kernel's buffers take them before the server reads.
         assert all(answer == b"reset" or answer.startswith(b"HTTP/1.1 431") for _, answer in results), \
             {answer[:40] for _, answer in results}
-        assert sum(sent < 200 for sent, _ in results) > 500, sorted(sent for sent, _ in results)[::50]
         async with aiohttp.ClientSession() as session:
             await healthy(session, server.url)
             deadline = time.monotonic() + 10
