@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .services.widgets import PublicWidgets
     from .services.writer import MessageWriter
     from .ws.hub import Hub
+    from .workers.webhooks import WebhookWorker
     from .ws.transport import Connection
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -41,3 +42,4 @@ BUS: web.AppKey[Bus] = web.AppKey("bus")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 CHAT_HOOKS: web.AppKey[ChatHooks] = web.AppKey("chat_hooks")
+WEBHOOK_WORKER: web.AppKey[WebhookWorker] = web.AppKey("webhook_worker")  # delivers webhooks; sends test pings

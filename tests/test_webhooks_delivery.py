@@ -1,0 +1,167 @@
+"""Webhook delivery against a real local receiver: signed posts, retries, dead letters, crashes, Redis lost."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from standardwebhooks import Webhook
+
+from amoiq_chat.appkeys import DB, REDIS, SETTINGS, WEBHOOK_WORKER, WRITER
+from amoiq_chat.bus.rooms import WEBHOOK_DEAD_STREAM, WEBHOOK_STREAM
+from amoiq_chat.services import sessions
+from amoiq_chat.services.writer import Draft
+from amoiq_chat.workers.webhooks import GROUP, WebhookWorker
+
+from .chat_fixtures import make_tenant, session_id
+from .factories import bearer, expect, fetch
+from .webhook_receiver import HANG, start_receiver
+
+FAST = {"webhook_retry_schedule": (0.1, 0.3), "webhook_timeout": 1.0, "webhook_claim_idle": 1.5,
+        "webhook_reconcile_after": 0.5}
+
+
+@pytest.fixture
+async def receiver():
+    made = []
+
+    async def start(answers=None):
+        rec, runner = await start_receiver(answers)
+        made.append(runner)
+        return rec
+
+    yield start
+    for runner in made:
+        await runner.cleanup()
+
+
+async def chat_app(aiohttp_client, make_app, redis_url, *, background=False, **changes):
+    """A client over an app on its own Redis (worker driven by the test unless `background`), and a tenant
+    with one session."""
+    client = await aiohttp_client(make_app(redis_url=redis_url, extra={"webhook_worker": background},
+                                           **{**FAST, **changes}))
+    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], agents=0)
+    sid = session_id()
+    async with client.app[DB].acquire() as conn:
+        await sessions.ensure_session(conn, tenant.id, sid, site_key=tenant.site_key)
+    return client, tenant, sid
+
+
+async def add_endpoint(client, tenant, url, **fields):
+    body = await expect(await client.post("/api/webhooks", json={"url": url, **fields},
+                                          headers=bearer(tenant.admin_token)), 201)
+    return body["data"]["webhook"]
+
+
+async def say(app, tenant, sid, text, sender="visitor"):
+    stored = await app[WRITER].submit(Draft(tenant.id, sid, sender, text))
+    await app[WRITER].settled()
+    return stored
+
+
+async def test_one_message_gives_one_signed_post_with_the_seed_payload(aiohttp_client, make_app, redis_server, receiver):
+    rec = await receiver()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0])
+    hook = await add_endpoint(client, tenant, rec.url)
+    stored = await say(client.app, tenant, sid, "Hello")
+    assert await client.app[WEBHOOK_WORKER].run_once() == 1
+    (got,) = rec.got
+    payload = Webhook(hook["secret"]).verify(got.body, got.headers)  # the reference implementation
+    assert payload == {"event": "message.created", "timestamp": stored.row["timestamp"],
+                       "data": {"messageId": stored.id, "sessionId": sid, "userId": None, "tenantId": tenant.id,
+                                "text": "Hello", "senderType": "user"}}
+    assert got.headers["User-Agent"].startswith("amoiq-chat/") and got.headers["Content-Type"] == "application/json"
+    assert await client.app[WEBHOOK_WORKER].run_once() == 0  # once: nothing left
+    await say(client.app, tenant, sid, "an AI reply", sender="ai")
+    await client.app[WEBHOOK_WORKER].run_once()
+    assert [Webhook(hook["secret"]).verify(r.body, r.headers)["data"]["senderType"] for r in rec.got] == ["user", "bot"]
+    assert len({r.headers["webhook-id"] for r in rec.got}) == 2
+
+
+async def test_500_500_200_is_three_attempts_with_one_id_and_growing_delays(aiohttp_client, make_app, redis_server,
+                                                                           receiver):
+    rec = await receiver([500, 500, 200])
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0], background=True)
+    hook = await add_endpoint(client, tenant, rec.url)
+    await say(client.app, tenant, sid, "try, try again")
+    got = await rec.wait_for(3)
+    await client.app[WEBHOOK_WORKER].stop()  # lets the attempt under way finish and be recorded
+    assert len(got) == 3 and len({r.headers["webhook-id"] for r in got}) == 1
+    first, second = got[1].at - got[0].at, got[2].at - got[1].at
+    assert 0.08 <= first < second, (first, second)
+    assert all(Webhook(hook["secret"]).verify(r.body, r.headers) for r in got)
+    (delivery,) = await deliveries(client, tenant, hook["id"])
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 3
+    assert delivery["statusCode"] == 200 and delivery["error"] is None
+
+
+async def deliveries(client, tenant, hook_id):
+    """The deliveries route's answer."""
+    body = await expect(await client.get(f"/api/webhooks/{hook_id}/deliveries", headers=bearer(tenant.admin_token)), 200)
+    return body["data"]["deliveries"]
+
+
+async def test_a_receiver_that_never_answers_ends_in_the_dead_letter_stream(aiohttp_client, make_app, redis_server,
+                                                                           receiver):
+    rec = await receiver([HANG])
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0], webhook_timeout=0.3,
+                                         webhook_retry_schedule=(0.1,))
+    hook = await add_endpoint(client, tenant, rec.url)
+    await say(client.app, tenant, sid, "anyone there?")
+    worker = client.app[WEBHOOK_WORKER]
+    assert await worker.run_once() == 1
+    (delivery,) = await deliveries(client, tenant, hook["id"])
+    assert delivery["status"] == "pending" and delivery["nextAttemptAt"] and "timed out" in delivery["error"]
+    await asyncio.sleep(0.15)  # the retry's delay (0.1 s +- 20 %) has to pass: nothing else to wait on
+    assert await worker.run_once() == 1
+    (delivery,) = await deliveries(client, tenant, hook["id"])
+    assert delivery["status"] == "dead" and delivery["attempts"] == 2 and delivery["nextAttemptAt"] is None
+    assert delivery["error"] == "timed out after 0.3 s" and delivery["statusCode"] is None
+    (entry,) = await client.app[REDIS].xrange(WEBHOOK_DEAD_STREAM)
+    fields = {k.decode(): v.decode() for k, v in entry[1].items()}
+    assert fields["delivery_id"] == str(delivery["id"]) and fields["error"] == "timed out after 0.3 s"
+    assert fields["attempts"] == "2" and fields["webhook_id"] == str(hook["id"])
+    assert len(rec.got) == 2
+
+
+async def test_a_job_read_by_a_consumer_that_died_is_claimed_and_delivered(aiohttp_client, make_app, redis_server,
+                                                                           receiver):
+    rec = await receiver()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0])
+    hook = await add_endpoint(client, tenant, rec.url)
+    stored = await say(client.app, tenant, sid, "read, never acked")
+    app = client.app
+    doomed = WebhookWorker(app[DB], app[REDIS], app[SETTINGS], consumer="doomed")
+    (entry,) = await doomed.read(10)  # read, then the consumer dies: never fanned out, never acked
+    await doomed.deliverer.close()
+    other = app[WEBHOOK_WORKER]
+    assert await other.run_once() == 0  # not idle for WEBHOOK_CLAIM_IDLE yet: nobody takes it
+    pending = await app[REDIS].xpending(WEBHOOK_STREAM, GROUP)
+    assert pending["pending"] == 1 and pending["consumers"] == [{"name": b"doomed", "pending": 1}]
+    await asyncio.sleep(app[SETTINGS].webhook_claim_idle)  # the idle time is what is being tested
+    assert await other.run_once() == 1
+    (got,) = rec.got
+    assert Webhook(hook["secret"]).verify(got.body, got.headers)["data"]["messageId"] == stored.id
+    assert (await app[REDIS].xpending(WEBHOOK_STREAM, GROUP))["pending"] == 0
+
+
+async def test_redis_flushed_and_its_clients_killed_mid_run_loses_no_job(aiohttp_client, make_app, redis_server,
+                                                                        receiver, db_conn):
+    rec = await receiver()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0], background=True)
+    await add_endpoint(client, tenant, rec.url)
+    app = client.app
+    first = [asyncio.create_task(say(app, tenant, sid, f"before {n}")) for n in range(30)]
+    await rec.wait_for(1)  # deliveries under way
+    await app[REDIS].flushall()  # the stream, the group and its pending entries: gone
+    await app[REDIS].execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    later = [asyncio.create_task(say(app, tenant, sid, f"after {n}")) for n in range(30)]
+    await asyncio.gather(*first, *later, return_exceptions=True)
+    stored = {row[0] for row in fetch(db_conn, "SELECT id::text FROM messages WHERE tenant_id = %s", tenant.id)}
+    assert len(stored) == 60  # counted against the messages table: every stored message arrives
+
+    def delivered(got) -> set[str]:
+        return {json.loads(r.body)["data"]["messageId"] for r in got}
+
+    got = await rec.wait_until(lambda got: stored <= delivered(got), timeout=30)
+    assert delivered(got) == stored
