@@ -4,59 +4,14 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
 from standardwebhooks import Webhook
 
-from amoiq_chat.appkeys import DB, REDIS, SETTINGS, WEBHOOK_WORKER, WRITER
+from amoiq_chat.appkeys import DB, REDIS, SETTINGS, WEBHOOK_WORKER
 from amoiq_chat.bus.rooms import WEBHOOK_DEAD_STREAM, WEBHOOK_STREAM
-from amoiq_chat.services import sessions
-from amoiq_chat.services.writer import Draft
 from amoiq_chat.workers.webhooks import GROUP, WebhookWorker
 
-from .chat_fixtures import make_tenant, session_id
-from .factories import bearer, expect, fetch
-from .webhook_receiver import HANG, start_receiver
-
-FAST = {"webhook_retry_schedule": (0.1, 0.3), "webhook_timeout": 1.0, "webhook_claim_idle": 1.5,
-        "webhook_reconcile_after": 0.5}
-
-
-@pytest.fixture
-async def receiver():
-    made = []
-
-    async def start(answers=None):
-        rec, runner = await start_receiver(answers)
-        made.append(runner)
-        return rec
-
-    yield start
-    for runner in made:
-        await runner.cleanup()
-
-
-async def chat_app(aiohttp_client, make_app, redis_url, *, background=False, **changes):
-    """A client over an app on its own Redis (worker driven by the test unless `background`), and a tenant
-    with one session."""
-    client = await aiohttp_client(make_app(redis_url=redis_url, extra={"webhook_worker": background},
-                                           **{**FAST, **changes}))
-    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], agents=0)
-    sid = session_id()
-    async with client.app[DB].acquire() as conn:
-        await sessions.ensure_session(conn, tenant.id, sid, site_key=tenant.site_key)
-    return client, tenant, sid
-
-
-async def add_endpoint(client, tenant, url, **fields):
-    body = await expect(await client.post("/api/webhooks", json={"url": url, **fields},
-                                          headers=bearer(tenant.admin_token)), 201)
-    return body["data"]["webhook"]
-
-
-async def say(app, tenant, sid, text, sender="visitor"):
-    stored = await app[WRITER].submit(Draft(tenant.id, sid, sender, text))
-    await app[WRITER].settled()
-    return stored
+from .factories import fetch
+from .webhook_fixtures import HANG, add_endpoint, chat_app, deliveries, receiver, say  # noqa: F401 - a fixture
 
 
 async def test_one_message_gives_one_signed_post_with_the_seed_payload(aiohttp_client, make_app, redis_server, receiver):
@@ -93,12 +48,6 @@ async def test_500_500_200_is_three_attempts_with_one_id_and_growing_delays(aioh
     (delivery,) = await deliveries(client, tenant, hook["id"])
     assert delivery["status"] == "delivered" and delivery["attempts"] == 3
     assert delivery["statusCode"] == 200 and delivery["error"] is None
-
-
-async def deliveries(client, tenant, hook_id):
-    """The deliveries route's answer."""
-    body = await expect(await client.get(f"/api/webhooks/{hook_id}/deliveries", headers=bearer(tenant.admin_token)), 200)
-    return body["data"]["deliveries"]
 
 
 async def test_a_receiver_that_never_answers_ends_in_the_dead_letter_stream(aiohttp_client, make_app, redis_server,

@@ -132,16 +132,16 @@ async def add_ping(conn: aiopg.Connection, tenant_id: str, webhook_id: int, payl
         WITH job AS (
             INSERT INTO webhook_outbox (tenant_id, event, payload, status)
             SELECT tenant_id, 'ping', %(payload)s, 'sending' FROM webhooks WHERE id = %(webhook)s AND tenant_id = %(tenant)s
-            RETURNING id
+            RETURNING id, payload
         ),
         d AS (
             INSERT INTO webhook_deliveries (outbox_id, webhook_id, tenant_id, locked_until)
             SELECT job.id, %(webhook)s, %(tenant)s, now() + %(lease)s * interval '1 second' FROM job RETURNING *
         )
-        SELECT d.id, d.outbox_id, d.webhook_id, d.tenant_id, d.attempts, 'ping' AS event, %(payload)s AS payload,
+        SELECT d.id, d.outbox_id, d.webhook_id, d.tenant_id, d.attempts, 'ping' AS event, job.payload,
                NULL AS message_id, w.url, w.secret, w.previous_secret, w.previous_secret_until > now() AS overlapping,
                w.active, w.failing_since
-        FROM d JOIN webhooks w ON w.id = d.webhook_id""",
+        FROM d JOIN job ON job.id = d.outbox_id JOIN webhooks w ON w.id = d.webhook_id""",
         {"tenant": tenant_id, "webhook": webhook_id, "payload": db.jsonb(payload), "lease": lease})
     return rows[0] if rows else None
 

@@ -1,5 +1,5 @@
-"""A real webhook receiver for tests: an aiohttp server on a free loopback port that records every
-POST and answers as told (a list of statuses, a redirect, or never)."""
+"""Helpers of the webhook tests: a real receiver (an aiohttp server on a free loopback port that records
+every POST and answers as told: a list of statuses, a redirect, or never), an app with a tenant, endpoints."""
 from __future__ import annotations
 
 import asyncio
@@ -7,9 +7,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pytest
 from aiohttp import web
 
+from amoiq_chat.appkeys import DB, SETTINGS, WRITER
+from amoiq_chat.services import sessions
+from amoiq_chat.services.writer import Draft
+
+from .chat_fixtures import make_tenant, session_id
 from .conftest import free_port
+from .factories import bearer, expect
 
 HANG = "hang"  # an answer that never comes
 
@@ -68,3 +75,55 @@ async def start_receiver(answers: list[Any] | None = None) -> tuple[Receiver, we
     await web.TCPSite(runner, "127.0.0.1", port).start()
     receiver.url = f"http://127.0.0.1:{port}/hook"
     return receiver, runner
+
+
+# Tests' timings: retries after 0.1 s and 0.3 s, 1 s timeouts, jobs claimed after 1.5 s idle.
+FAST = {"webhook_retry_schedule": (0.1, 0.3), "webhook_timeout": 1.0, "webhook_claim_idle": 1.5,
+        "webhook_reconcile_after": 0.5}
+
+
+@pytest.fixture
+async def receiver():
+    """Start receivers (`await receiver(answers)`); all are stopped after the test."""
+    made = []
+
+    async def start(answers=None):
+        rec, runner = await start_receiver(answers)
+        made.append(runner)
+        return rec
+
+    yield start
+    for runner in made:
+        await runner.cleanup()
+
+
+async def chat_app(aiohttp_client, make_app, redis_url, *, background=False, **changes):
+    """A client over an app on its own Redis (worker driven by the test unless `background`), and a tenant
+    with one session."""
+    client = await aiohttp_client(make_app(redis_url=redis_url, extra={"webhook_worker": background},
+                                           **{**FAST, **changes}))
+    tenant = await make_tenant(client.app[DB], client.app[SETTINGS], agents=0)
+    sid = session_id()
+    async with client.app[DB].acquire() as conn:
+        await sessions.ensure_session(conn, tenant.id, sid, site_key=tenant.site_key)
+    return client, tenant, sid
+
+
+async def add_endpoint(client, tenant, url, **fields):
+    """POST /api/webhooks as the tenant's admin; the endpoint as answered (with its secret)."""
+    body = await expect(await client.post("/api/webhooks", json={"url": url, **fields},
+                                          headers=bearer(tenant.admin_token)), 201)
+    return body["data"]["webhook"]
+
+
+async def say(app, tenant, sid, text, sender="visitor"):
+    """Store a message through the writer and wait until its job is on the stream."""
+    stored = await app[WRITER].submit(Draft(tenant.id, sid, sender, text))
+    await app[WRITER].settled()
+    return stored
+
+
+async def deliveries(client, tenant, hook_id):
+    """The deliveries route's answer."""
+    body = await expect(await client.get(f"/api/webhooks/{hook_id}/deliveries", headers=bearer(tenant.admin_token)), 200)
+    return body["data"]["deliveries"]
