@@ -4,13 +4,17 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
+import redis.asyncio as aioredis
 from standardwebhooks import Webhook
 
+from amoiq_chat import db
 from amoiq_chat.appkeys import DB, REDIS, SETTINGS, WEBHOOK_WORKER
 from amoiq_chat.bus.rooms import WEBHOOK_DEAD_STREAM, WEBHOOK_STREAM
 from amoiq_chat.workers.webhooks import GROUP, WebhookWorker
 
-from .factories import fetch
+from .chat_fixtures import ServerProcess, make_tenant, session_id
+from .factories import bearer, expect, fetch
 from .webhook_fixtures import HANG, add_endpoint, chat_app, deliveries, receiver, say  # noqa: F401 - a fixture
 
 
@@ -114,3 +118,42 @@ async def test_redis_flushed_and_its_clients_killed_mid_run_loses_no_job(aiohttp
 
     got = await rec.wait_until(lambda got: stored <= delivered(got), timeout=30)
     assert delivered(got) == stored
+
+
+async def test_a_process_killed_before_acking_has_its_job_delivered_by_the_other(settings, redis_server, receiver,
+                                                                                 db_conn):
+    rec = await receiver([HANG, 200])  # the first post is never answered
+    env = {"REDIS_URL": redis_server[0], "WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_TIMEOUT": "5",
+           "WEBHOOK_CLAIM_IDLE": "6"}
+    pool = await db.create_pool(settings.database_url, 1, 2)
+    redis = aioredis.Redis.from_url(redis_server[0])
+    servers = [ServerProcess(settings, **env), ServerProcess(settings, **env)]
+    holder = servers[0]
+    try:
+        for server in servers:
+            server.wait()
+        tenant = await make_tenant(pool, settings, agents=0)
+        async with aiohttp.ClientSession(servers[0].url) as http:
+            made = await http.post("/api/webhooks", json={"url": rec.url}, headers=bearer(tenant.admin_token))
+            hook = (await expect(made, 201))["data"]["webhook"]
+            sent = await http.post("/api/chat/messages", json={"tenantId": tenant.id, "sessionId": session_id(),
+                                                               "text": "mid-flight"}, headers=tenant.bearer())
+            message_id = (await expect(sent, 200))["messageId"]
+        await rec.wait_for(1)  # one process read the job and is posting it: which one?
+        (entry,) = await redis.xpending_range(WEBHOOK_STREAM, GROUP, min="-", max="+", count=10)
+        pid = int(entry["consumer"].decode().split("-")[-2])
+        holder, other = sorted(servers, key=lambda s: s.process.pid != pid)
+        assert holder.process.pid == pid
+        holder.kill()  # no outcome recorded, no ack
+        got = await rec.wait_for(2, timeout=30)
+        assert len({r.headers["webhook-id"] for r in got}) == 1  # the same job, delivered by the other
+        assert Webhook(hook["secret"]).verify(got[1].body, got[1].headers)["data"]["messageId"] == message_id
+    finally:
+        holder.kill()
+        logs = "".join(server.stop() for server in servers if server is not holder)
+        await redis.aclose()
+        pool.close()
+        await pool.wait_closed()
+    assert "Traceback" not in logs, logs
+    assert fetch(db_conn, "SELECT d.status, d.attempts, d.last_status FROM webhook_deliveries d"
+                          " WHERE d.webhook_id = %s", hook["id"]) == [("delivered", 1, 200)]

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import secrets
+import socket
 import time
 from typing import Any
 
@@ -56,7 +58,8 @@ class WebhookWorker:
         self.redis = redis
         self.settings = settings
         self.deliverer = Deliverer(pool, redis, settings)
-        self.consumer = consumer or f"consumer-{secrets.token_hex(6)}"
+        # host-pid-random: XINFO CONSUMERS shows whose entries are pending
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.capacity = settings.webhook_concurrency
         self.per_endpoint = max(1, self.capacity // 2)
         self.active = 0  # deliveries being attempted now
