@@ -160,7 +160,7 @@ async def record_attempt(conn: aiopg.Connection, delivery_id: int, status: str, 
             WHERE id = %(id)s RETURNING id, outbox_id, webhook_id, tenant_id, attempts
         ),
         job AS (
-            UPDATE webhook_outbox o SET finished_at = now(), attempts = o.attempts + 1,
+            UPDATE webhook_outbox o SET finished_at = now(),
                 status = CASE WHEN %(status)s = 'dead' OR EXISTS (SELECT 1 FROM webhook_deliveries x
                     WHERE x.outbox_id = o.id AND x.id <> %(id)s AND x.status = 'dead') THEN 'dead' ELSE 'delivered' END
             FROM d WHERE o.id = d.outbox_id AND %(status)s <> 'pending' AND NOT EXISTS (
