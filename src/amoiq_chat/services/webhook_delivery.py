@@ -1,6 +1,7 @@
 """One delivery attempt, from a held delivery row to its recorded outcome (and its dead letter)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -35,6 +36,40 @@ def msg_id(job: dict) -> str:
     return f"msg_{job['outbox_id']}"
 
 
+class Recorder:
+    """Writes attempts' outcomes in batches: the outcomes that come while one batch is written go
+    together in the next (one statement and one commit for many, as the message writer does)."""
+
+    def __init__(self, pool: aiopg.Pool) -> None:
+        self.pool = pool
+        self._waiting: list[tuple[dict, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+
+    async def record(self, outcome: dict) -> None:
+        """Record one outcome; return once it is committed (raise if it could not be)."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcome, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush(), name="webhook-recorder")
+        await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # the outcomes of this loop tick join
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self.pool.acquire() as conn:
+                    await store.record_attempts(conn, [{**outcome, "o": n} for n, (outcome, _) in enumerate(batch)])
+            except Exception as exc:  # each waiting attempt fails; its hold runs out and it is attempted again
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+
 class Deliverer:
     """Attempts held deliveries: sign, post, decide (retry, delivered, dead, endpoint off), record."""
 
@@ -44,6 +79,7 @@ class Deliverer:
         self.settings = settings
         self.lease = settings.webhook_claim_idle  # a held delivery is free again after this long
         self.poster = Poster(settings.webhook_timeout, settings.webhook_allow_private, settings.webhook_concurrency)
+        self.recorder = Recorder(pool)
 
     def target(self, job: dict) -> tuple[str, list[str]]:
         """The URL and the signing secrets of a job's endpoint (the global one when it has no id)."""
@@ -72,10 +108,9 @@ class Deliverer:
             status, delay = "dead", 0.0
         else:
             status, delay = "pending", next_delay(self.settings.webhook_retry_schedule, attempts, outcome)
-        async with self.pool.acquire() as conn:
-            await store.record_attempt(conn, job["id"], status, {"status": outcome.status, "error": outcome.error,
-                                                                 "duration_ms": outcome.duration_ms, "ok": outcome.ok},
-                                       delay, disable)
+        await self.recorder.record({"id": job["id"], "webhook_id": job["webhook_id"], "status": status,
+                                    "code": outcome.status, "error": outcome.error, "ms": outcome.duration_ms,
+                                    "delay": delay, "ok": outcome.ok, "disable": disable})
         if status == "dead" and job["event"] != "ping":
             await self._dead_letter(job, attempts, outcome)
         return status, outcome

@@ -6,6 +6,7 @@ from typing import Any
 import aiopg
 
 from .. import db
+from ..jsonutil import dumps_str
 
 ENDPOINT_COLUMNS = ("id, tenant_id, url, events, active, description, created_at, updated_at, previous_secret_until,"
                     " failing_since, disabled_at, disabled_reason")
@@ -146,37 +147,43 @@ async def add_ping(conn: aiopg.Connection, tenant_id: str, webhook_id: int, payl
     return rows[0] if rows else None
 
 
-async def record_attempt(conn: aiopg.Connection, delivery_id: int, status: str, outcome: dict[str, Any],
-                         delay: float, disable: str | None) -> dict | None:
-    """Record one attempt's outcome in one statement: the delivery (`status` pending with its next
-    attempt in `delay` s, or delivered/dead), its job once no delivery of it is pending, and the
-    endpoint's failing streak (`disable`: the reason to turn it off now)."""
-    return await db.fetch_one(conn, """
-        WITH d AS (
-            UPDATE webhook_deliveries SET status = %(status)s, attempts = attempts + 1, locked_until = NULL,
-                last_status = %(code)s, last_error = %(error)s, last_duration_ms = %(ms)s, last_attempt_at = now(),
-                next_attempt_at = now() + %(delay)s * interval '1 second',
-                finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END
-            WHERE id = %(id)s RETURNING id, outbox_id, webhook_id, tenant_id, attempts
+async def record_attempts(conn: aiopg.Connection, outcomes: list[dict[str, Any]]) -> None:
+    """Record attempts' outcomes in one statement. Each outcome: `id` (the delivery), `webhook_id`,
+    `status` (pending, with its next attempt in `delay` s; delivered; dead), `code`, `error`, `ms`,
+    `ok`, `disable` (the reason to turn the endpoint off now, or None). Also settles the jobs none of
+    whose deliveries is pending any more, and keeps each endpoint's failing streak (by its last outcome)."""
+    await db.execute(conn, """
+        WITH input AS (
+            SELECT * FROM json_to_recordset(%s) AS i(o int, id bigint, webhook_id bigint, status text, code int,
+                                                     error text, ms int, delay float8, ok bool, disable text)
         ),
-        job AS (
+        d AS (
+            UPDATE webhook_deliveries x SET status = i.status, attempts = x.attempts + 1, locked_until = NULL,
+                last_status = i.code, last_error = i.error, last_duration_ms = i.ms, last_attempt_at = now(),
+                next_attempt_at = now() + i.delay * interval '1 second',
+                finished_at = CASE WHEN i.status = 'pending' THEN NULL ELSE now() END
+            FROM input i WHERE x.id = i.id RETURNING x.id, x.outbox_id, x.status
+        ),
+        settled AS (
+            SELECT outbox_id, bool_or(status = 'dead') AS dead FROM d GROUP BY outbox_id HAVING bool_and(status <> 'pending')
+        ),
+        jobs AS (
             UPDATE webhook_outbox o SET finished_at = now(),
-                status = CASE WHEN %(status)s = 'dead' OR EXISTS (SELECT 1 FROM webhook_deliveries x
-                    WHERE x.outbox_id = o.id AND x.id <> %(id)s AND x.status = 'dead') THEN 'dead' ELSE 'delivered' END
-            FROM d WHERE o.id = d.outbox_id AND %(status)s <> 'pending' AND NOT EXISTS (
-                SELECT 1 FROM webhook_deliveries x WHERE x.outbox_id = o.id AND x.id <> %(id)s AND x.status = 'pending')
+                status = CASE WHEN s.dead OR EXISTS (SELECT 1 FROM webhook_deliveries x WHERE x.outbox_id = o.id
+                    AND x.status = 'dead' AND x.id NOT IN (SELECT id FROM input)) THEN 'dead' ELSE 'delivered' END
+            FROM settled s WHERE o.id = s.outbox_id AND NOT EXISTS (SELECT 1 FROM webhook_deliveries x
+                WHERE x.outbox_id = o.id AND x.status = 'pending' AND x.id NOT IN (SELECT id FROM input))
         ),
-        endpoint AS (
-            UPDATE webhooks w SET failing_since = CASE WHEN %(ok)s THEN NULL ELSE coalesce(w.failing_since, now()) END,
-                active = w.active AND %(disable)s::text IS NULL,
-                disabled_at = CASE WHEN %(disable)s::text IS NULL THEN w.disabled_at ELSE now() END,
-                disabled_reason = coalesce(%(disable)s, w.disabled_reason)
-            FROM d WHERE w.id = d.webhook_id
-              AND (%(disable)s::text IS NOT NULL OR %(ok)s = (w.failing_since IS NOT NULL))
+        streaks AS (
+            SELECT webhook_id, (array_agg(ok ORDER BY o DESC))[1] AS ok, max(disable) AS disable
+            FROM input WHERE webhook_id IS NOT NULL GROUP BY webhook_id
         )
-        SELECT * FROM d""",
-        {"id": delivery_id, "status": status, "code": outcome["status"], "error": outcome["error"],
-         "ms": outcome["duration_ms"], "delay": delay, "ok": outcome["ok"], "disable": disable})
+        UPDATE webhooks w SET failing_since = CASE WHEN e.ok THEN NULL ELSE coalesce(w.failing_since, now()) END,
+            active = w.active AND e.disable IS NULL,
+            disabled_at = CASE WHEN e.disable IS NULL THEN w.disabled_at ELSE now() END,
+            disabled_reason = coalesce(e.disable, w.disabled_reason)
+        FROM streaks e WHERE w.id = e.webhook_id AND (e.disable IS NOT NULL OR e.ok = (w.failing_since IS NOT NULL))""",
+        (dumps_str(outcomes),))
 
 
 async def put_back(conn: aiopg.Connection, delivery_id: int, delay: float) -> None:

@@ -8,8 +8,9 @@ consumer is claimed (XAUTOCLAIM) after WEBHOOK_CLAIM_IDLE; a delivery held by a 
 free again after the same time. A job whose stream entry was lost (Redis restarted without
 persistence, or the XADD after the commit failed) is re-added by the reconciler after
 WEBHOOK_RECONCILE_AFTER. Work is started as tasks, at most WEBHOOK_CONCURRENCY deliveries at
-once and at most half of them for one endpoint (the rest wait in PostgreSQL), so a slow
-receiver holds up neither the chat nor the other endpoints.
+once and at most half of them for one endpoint (a delivery that finds its endpoint's half busy
+for a second goes back to PostgreSQL), so a slow receiver holds up neither the chat nor the
+other endpoints.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 GROUP = "webhooks"
 READ_BLOCK_MS = 1000  # the loop waits this long for new jobs, then looks for due retries
 POLL_INTERVAL = 0.5  # seconds between looks for due retries while jobs keep coming
-BUSY_DELAY = 0.5  # a delivery whose endpoint is busy here is due again after this long
+BUSY_WAIT = 1.0  # a delivery waits this long for a slot of its endpoint here, then is let go
+BUSY_DELAY = 0.5  # and is due again after this long
 TRIM_INTERVAL = 30.0
 TRIM_KEEP_MS = 60_000  # settled entries stay this long (for a look with XRANGE)
 RECONCILE_BATCH = 1000
@@ -64,7 +66,8 @@ class WebhookWorker:
         self.per_endpoint = max(1, self.capacity // 2)
         self.active = 0  # deliveries being attempted now
         self.attempted = 0
-        self._busy: collections.Counter = collections.Counter()  # endpoint id (None: global) -> attempts now
+        self._slots: dict[int | None, asyncio.Semaphore] = {}  # endpoint id (None: global) -> its attempts here
+        self._holders: collections.Counter = collections.Counter()  # endpoint id -> deliveries waiting or attempted
         self._tasks: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
         # when each periodic step last ran; the reconciler and the trim first run one period after the start
@@ -160,24 +163,33 @@ class WebhookWorker:
         await self.redis.xack(WEBHOOK_STREAM, GROUP, *(entry_id for entry_id, _ in entries))
 
     async def _deliver(self, job: dict) -> None:
-        """Attempt one held delivery, unless its endpoint already has its share of attempts under way here."""
+        """Attempt one held delivery once its endpoint has a free slot here; after BUSY_WAIT without one
+        (a slow endpoint using all its slots) let go of it, due again after BUSY_DELAY."""
         endpoint = job["webhook_id"]
-        if self._busy[endpoint] >= self.per_endpoint:
-            async with self.pool.acquire() as conn:
-                await store.put_back(conn, job["id"], BUSY_DELAY)
-            return
-        self._busy[endpoint] += 1
+        slots = self._slots.get(endpoint)
+        if slots is None:
+            slots = self._slots[endpoint] = asyncio.Semaphore(self.per_endpoint)
+        self._holders[endpoint] += 1
         self.active += 1
         try:
-            await self.deliverer.attempt(job)
-            self.attempted += 1
+            try:
+                await asyncio.wait_for(slots.acquire(), BUSY_WAIT)
+            except asyncio.TimeoutError:
+                async with self.pool.acquire() as conn:
+                    await store.put_back(conn, job["id"], BUSY_DELAY)
+                return
+            try:
+                await self.deliverer.attempt(job)
+                self.attempted += 1
+            finally:
+                slots.release()
         except Exception as exc:  # PostgreSQL trouble: the hold runs out, and the delivery is attempted again
             log.warning("webhooks: delivery %s: %s", job["id"], exc)
         finally:
             self.active -= 1
-            self._busy[endpoint] -= 1
-            if not self._busy[endpoint]:
-                del self._busy[endpoint]
+            self._holders[endpoint] -= 1
+            if not self._holders[endpoint]:
+                del self._holders[endpoint], self._slots[endpoint]
 
     # Housekeeping ---------------------------------------------------------------------------
 
