@@ -54,6 +54,18 @@ async def test_500_500_200_is_three_attempts_with_one_id_and_growing_delays(aioh
     assert delivery["statusCode"] == 200 and delivery["error"] is None
 
 
+async def test_a_receiver_that_hangs_holds_up_no_other_endpoint(aiohttp_client, make_app, redis_server, receiver):
+    slow, fast = await receiver([HANG]), await receiver()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0], background=True,
+                                         webhook_timeout=20.0, webhook_claim_idle=25.0)
+    await add_endpoint(client, tenant, slow.url)
+    await add_endpoint(client, tenant, fast.url)
+    for n in range(3):
+        await say(client.app, tenant, sid, f"message {n}")
+        await fast.wait_for(n + 1, timeout=5)  # while the slow one's posts hang (for 20 s each)
+    assert len(await slow.wait_for(3, timeout=5)) == 3
+
+
 async def test_a_receiver_that_never_answers_ends_in_the_dead_letter_stream(aiohttp_client, make_app, redis_server,
                                                                            receiver):
     rec = await receiver([HANG])
