@@ -14,7 +14,8 @@ from amoiq_chat.services import webhooks
 from amoiq_chat.services.webhook_http import sign
 
 from .factories import bearer, expect, expect_error, fetch
-from .webhook_fixtures import add_endpoint, chat_app, deliveries, receiver, say  # noqa: F401 - a fixture
+from .webhook_fixtures import (add_endpoint, chat_app, deliveries, receiver, say,  # noqa: F401 - fixtures
+                               settled_before)
 
 # The vector published with the reference implementation (standard-webhooks, libraries/python/tests).
 VECTOR = {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
@@ -208,3 +209,18 @@ async def test_workflow_events_reach_the_endpoints_that_want_them(aiohttp_client
     body = Webhook(hook["secret"]).verify(wants.got[0].body, wants.got[0].headers)
     assert body["event"] == "conversation.closed" and body["data"] == data and body["timestamp"].endswith("Z")
     assert ignores.got == []
+
+
+async def test_the_global_webhook_url_gets_every_tenants_messages(aiohttp_client, make_app, redis_server, receiver):
+    rec, own = await receiver(), await receiver()
+    secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0], webhook_url=rec.url,
+                                         webhook_secret=secret)
+    hook = await add_endpoint(client, tenant, own.url)
+    stored = await say(client.app, tenant, sid, "to both")
+    assert await client.app[WEBHOOK_WORKER].run_once() == 2
+    assert Webhook(secret).verify(rec.got[0].body, rec.got[0].headers)["data"]["messageId"] == stored.id
+    assert Webhook(hook["secret"]).verify(own.got[0].body, own.got[0].headers)["data"]["messageId"] == stored.id
+    assert rec.got[0].headers["webhook-id"] == own.got[0].headers["webhook-id"]
+    await expect(await client.post(f"/api/webhooks/{hook['id']}/test", headers=bearer(tenant.admin_token)), 200)
+    assert len(rec.got) == 1 and len(own.got) == 2  # a test ping goes to its endpoint only

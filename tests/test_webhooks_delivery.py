@@ -15,7 +15,8 @@ from amoiq_chat.workers.webhooks import GROUP, WebhookWorker
 
 from .chat_fixtures import ServerProcess, make_tenant, session_id
 from .factories import bearer, expect, fetch
-from .webhook_fixtures import HANG, add_endpoint, chat_app, deliveries, receiver, say  # noqa: F401 - a fixture
+from .webhook_fixtures import (HANG, add_endpoint, chat_app, deliveries, receiver, say,  # noqa: F401 - fixtures
+                               settled_before)
 
 
 async def test_one_message_gives_one_signed_post_with_the_seed_payload(aiohttp_client, make_app, redis_server, receiver):
@@ -169,3 +170,41 @@ async def test_a_process_killed_before_acking_has_its_job_delivered_by_the_other
     assert "Traceback" not in logs, logs
     assert fetch(db_conn, "SELECT d.status, d.attempts, d.last_status FROM webhook_deliveries d"
                           " WHERE d.webhook_id = %s", hook["id"]) == [("delivered", 1, 200)]
+
+
+async def test_a_job_whose_entry_redis_lost_is_added_again_by_the_reconciler(aiohttp_client, make_app, redis_server,
+                                                                            receiver, db_conn):
+    rec = await receiver()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0])
+    await add_endpoint(client, tenant, rec.url)
+    app, worker = client.app, client.app[WEBHOOK_WORKER]
+    stored = await say(app, tenant, sid, "lost with the stream")
+    await app[REDIS].delete(WEBHOOK_STREAM)  # Redis lost it (and the group with it)
+    assert await worker.run_once() == 0 and await worker.reconcile() == 0  # too young to be taken for lost
+    await asyncio.sleep(app[SETTINGS].webhook_reconcile_after)  # the timeout is what is being tested
+    assert await worker.reconcile() == 1
+    assert await worker.run_once() == 1
+    assert json.loads(rec.got[0].body)["data"]["messageId"] == stored.id
+    assert fetch(db_conn, "SELECT status FROM webhook_outbox WHERE message_id = %s", stored.id) == [("delivered",)]
+    assert await worker.reconcile() == 0  # settled: never again
+
+
+async def test_the_stream_is_trimmed_only_below_what_every_group_settled(aiohttp_client, make_app, redis_server,
+                                                                        receiver):
+    rec = await receiver()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0])
+    await add_endpoint(client, tenant, rec.url)
+    app, worker, redis = client.app, client.app[WEBHOOK_WORKER], client.app[REDIS]
+    for n in range(3):
+        await say(app, tenant, sid, f"settled {n}")
+    assert await worker.run_once() == 3
+    unread = await say(app, tenant, sid, "not read yet")
+    await worker.trim()  # settled, but within the last minute: kept
+    assert await redis.xlen(WEBHOOK_STREAM) == 4
+    await redis.xgroup_create(WEBHOOK_STREAM, "audit", id="0")  # another group that has read nothing
+    await worker.trim(keep_ms=0)
+    assert await redis.xlen(WEBHOOK_STREAM) == 4
+    await redis.xgroup_destroy(WEBHOOK_STREAM, "audit")
+    await worker.trim(keep_ms=0)
+    (left,) = await redis.xrange(WEBHOOK_STREAM)  # only what no group has read
+    assert left[1][b"message_id"] == unread.id.encode()

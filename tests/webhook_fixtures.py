@@ -82,6 +82,16 @@ FAST = {"webhook_retry_schedule": (0.1, 0.3), "webhook_timeout": 1.0, "webhook_c
         "webhook_reconcile_after": 0.5}
 
 
+@pytest.fixture(autouse=True)
+def settled_before(db_conn):
+    """Each webhook test starts with no job or delivery of an earlier test still due (the test database is
+    shared by the whole run, and a worker takes every due one): those are marked settled."""
+    with db_conn.cursor() as cur:
+        cur.execute("UPDATE webhook_deliveries SET status = 'dead', last_error = 'left by an earlier test'"
+                    " WHERE status = 'pending'")
+        cur.execute("UPDATE webhook_outbox SET status = 'delivered' WHERE status IN ('pending', 'sending')")
+
+
 @pytest.fixture
 async def receiver():
     """Start receivers (`await receiver(answers)`); all are stopped after the test."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 import aiopg
@@ -80,6 +81,7 @@ class Deliverer:
         self.lease = settings.webhook_claim_idle  # a held delivery is free again after this long
         self.poster = Poster(settings.webhook_timeout, settings.webhook_allow_private, settings.webhook_concurrency)
         self.recorder = Recorder(pool)
+        self.next_due = float("inf")  # time.monotonic() when the soonest retry this process scheduled is due
 
     def target(self, job: dict) -> tuple[str, list[str]]:
         """The URL and the signing secrets of a job's endpoint (the global one when it has no id)."""
@@ -108,6 +110,7 @@ class Deliverer:
             status, delay = "dead", 0.0
         else:
             status, delay = "pending", next_delay(self.settings.webhook_retry_schedule, attempts, outcome)
+            self.next_due = min(self.next_due, time.monotonic() + delay)
         await self.recorder.record({"id": job["id"], "webhook_id": job["webhook_id"], "status": status,
                                     "code": outcome.status, "error": outcome.error, "ms": outcome.duration_ms,
                                     "delay": delay, "ok": outcome.ok, "disable": disable})

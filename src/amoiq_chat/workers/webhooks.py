@@ -35,7 +35,7 @@ from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 GROUP = "webhooks"
-READ_BLOCK_MS = 1000  # the loop waits this long for new jobs, then looks for due retries
+READ_BLOCK_MS = 1000  # the loop waits this long for new jobs (less when a retry is due sooner)
 POLL_INTERVAL = 0.5  # seconds between looks for due retries while jobs keep coming
 BUSY_WAIT = 1.0  # a delivery waits this long for a slot of its endpoint here, then is let go
 BUSY_DELAY = 0.5  # and is due again after this long
@@ -64,7 +64,7 @@ class WebhookWorker:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.capacity = settings.webhook_concurrency
         self.per_endpoint = max(1, self.capacity // 2)
-        self.active = 0  # deliveries being attempted now
+        self.active = 0  # deliveries waiting for a slot or being attempted, and entries being fanned out
         self.attempted = 0
         self._slots: dict[int | None, asyncio.Semaphore] = {}  # endpoint id (None: global) -> its attempts here
         self._holders: collections.Counter = collections.Counter()  # endpoint id -> deliveries waiting or attempted
@@ -117,6 +117,8 @@ class WebhookWorker:
         now = time.monotonic()
         started: list[asyncio.Task] = []
         free = self.capacity - self.active
+        if free <= 0:
+            return started
         entries: list[tuple[bytes, dict]] = []
         if everything or now - self._last["claim"] >= self.settings.webhook_claim_idle / 2:
             self._last["claim"] = now
@@ -124,10 +126,13 @@ class WebhookWorker:
         if len(entries) < free:
             entries += await self.read(free - len(entries), block_ms)
         if entries:
+            self.active += len(entries)  # until their deliveries are made (they count themselves then)
             started.append(self._spawn(self._handle(entries)))
-        free = self.capacity - self.active - len(entries)
-        if free > 0 and (everything or entries == [] or time.monotonic() - self._last["poll"] >= POLL_INTERVAL):
-            self._last["poll"] = time.monotonic()
+        free = self.capacity - self.active
+        now = time.monotonic()
+        if free > 0 and (everything or not entries or now - self._last["poll"] >= POLL_INTERVAL
+                         or now >= self.deliverer.next_due):
+            self._last["poll"], self.deliverer.next_due = now, float("inf")
             async with self.pool.acquire() as conn:
                 due = await store.take_due(conn, free, self.deliverer.lease)
             started += [self._spawn(self._deliver(job)) for job in due]
@@ -149,18 +154,26 @@ class WebhookWorker:
         return task
 
     async def _handle(self, entries: list[tuple[bytes, dict]]) -> None:
-        """Fan the entries' jobs out into deliveries, attempt them, then acknowledge the entries."""
+        """Fan the entries' jobs out into deliveries, attempt them, then acknowledge the entries. On
+        trouble the entries stay pending, and are claimed again after WEBHOOK_CLAIM_IDLE."""
         ids = []
         for _, fields in entries:
             try:
                 ids.append(int(fields[b"outbox_id"]))
             except (KeyError, ValueError):
                 log.warning("webhooks: a job entry without an outbox id: %r", fields)
-        if ids:
-            async with self.pool.acquire() as conn:
-                jobs = await store.fan_out(conn, ids, bool(self.settings.webhook_url), self.deliverer.lease)
+        try:
+            jobs: list[dict] = []
+            try:
+                if ids:
+                    async with self.pool.acquire() as conn:
+                        jobs = await store.fan_out(conn, ids, bool(self.settings.webhook_url), self.deliverer.lease)
+            finally:
+                self.active -= len(entries)
             await asyncio.gather(*(self._deliver(job) for job in jobs))
-        await self.redis.xack(WEBHOOK_STREAM, GROUP, *(entry_id for entry_id, _ in entries))
+            await self.redis.xack(WEBHOOK_STREAM, GROUP, *(entry_id for entry_id, _ in entries))
+        except Exception as exc:
+            log.warning("webhooks: %d jobs left for later: %s", len(entries), exc)
 
     async def _deliver(self, job: dict) -> None:
         """Attempt one held delivery once its endpoint has a free slot here; after BUSY_WAIT without one
@@ -207,19 +220,23 @@ class WebhookWorker:
             log.info("webhooks: re-added %d jobs to %s", len(rows), WEBHOOK_STREAM)
         return len(rows)
 
-    async def trim(self) -> None:
-        """Drop the entries every group has settled (acknowledged), keeping the last TRIM_KEEP_MS of them."""
+    async def trim(self, keep_ms: int = TRIM_KEEP_MS) -> None:
+        """Drop the entries every group has settled (acknowledged), keeping the last `keep_ms` of them."""
         try:
             groups = await self.redis.xinfo_groups(WEBHOOK_STREAM)
         except ResponseError:  # no stream yet
             return
         if not groups:
             return
-        bound = (int(time.time() * 1000) - TRIM_KEEP_MS, 0)
+        bound = (int(time.time() * 1000) - keep_ms, 0)
         for group in groups:
             pending = await self.redis.xpending(WEBHOOK_STREAM, group["name"])
-            bound = min(bound, stream_id(pending["min"] if pending["pending"] else group["last-delivered-id"]))
-        await self.redis.xtrim(WEBHOOK_STREAM, minid=f"{bound[0]}-{bound[1]}", approximate=True)
+            if pending["pending"]:  # its oldest unsettled entry stays
+                bound = min(bound, stream_id(pending["min"]))
+            else:  # everything it read is settled; what follows it is unread
+                ms, seq = stream_id(group["last-delivered-id"])
+                bound = min(bound, (ms, seq + 1))
+        await self.redis.xtrim(WEBHOOK_STREAM, minid=f"{bound[0]}-{bound[1]}", approximate=False)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -240,7 +257,9 @@ class WebhookWorker:
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 await self._housekeeping()
-                await self._round(READ_BLOCK_MS, everything=False)
+                # wait for new jobs until the soonest retry scheduled here is due (at most READ_BLOCK_MS)
+                due_ms = (self.deliverer.next_due - time.monotonic()) * 1000
+                await self._round(max(1, int(min(READ_BLOCK_MS, due_ms))), everything=False)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
