@@ -21,13 +21,13 @@ import aiohttp
 import orjson
 import psutil
 
-from . import loadgen, profile, rounds
+from . import loadgen, profile, rounds, webhooks
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
 from .target import (RESULTS, ROOT, Backing, BackingCpu, Child, Tenant, analyze, git, pg_commits, server_checkout,
                      start_relay, start_server, verify, xlen)
 
-PARTS = ("relay", "server1", "server2", "idle", "http")
+PARTS = ("relay", "server1", "server2", "idle", "http", "webhooks")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -143,9 +143,12 @@ class Bench:
             total += 10 + load + relay_again + (idle if "idle" in parts else 0) + (2 * a.http_duration if "http" in parts else 0)
         if "server2" in parts:
             total += 10 + load + relay_again
+        if "webhooks" in parts:
+            total += 10 + load + relay_again
         return total
 
-    async def messages(self, name: str, mode: str, ep: Endpoint, children: list[Child], check=None, profile_pid=None) -> None:
+    async def messages(self, name: str, mode: str, ep: Endpoint, children: list[Child], check=None, profile_pid=None,
+                       fixed: tuple[int, float] | None = None) -> None:
         """Open pairs, run one load, record client and server figures (and the storage check).
 
         A server's maximum load is preceded by a relay maximum load (the relay process idles
@@ -158,7 +161,8 @@ class Bench:
         if mode == "max" and self.relay is not None and not name.startswith("relay"):
             reference = f"relay max, before {name.split()[0]}"
             await self.messages(reference, "max", self.relay_ep, [self.relay])
-        pairs_n = a.fixed_pairs if mode == "fixed" else a.max_pairs
+        pairs_n, rate = fixed or (a.fixed_pairs, a.rate)
+        pairs_n = pairs_n if mode == "fixed" else a.max_pairs
         self.progress.start(f"{name}: opening {pairs_n} pairs", 0)
         prefix = f"b{secrets.token_hex(3)}-{name.replace(' ', '-')}"
         try:
@@ -186,7 +190,7 @@ class Bench:
 
         spy = profile.start(profile_pid, a.duration) if profile_pid else None
         if mode == "fixed":
-            stats = await loadgen.run_fixed(pairs, a.rate, a.duration, self.progress.tick, after_drain)
+            stats = await loadgen.run_fixed(pairs, rate, a.duration, self.progress.tick, after_drain)
         else:
             stats = await loadgen.run_max(pairs, a.duration, self.progress.tick, after_drain)
         run = stats.summary()
@@ -314,10 +318,13 @@ class Bench:
                                tenant.site_key, tenant.tenant_id, alternate=True)
                 await self.messages("server-2p fixed", "fixed", ep2, [server, other], check)
                 await self.messages("server-2p max", "max", ep2, [server, other], check)
+            if "webhooks" in a.parts:   # last: the loads above run with no endpoint anywhere
+                await webhooks.run(self, server, pool, redis_client, secret)
         except Exception as exc:  # the bench reports; it does not crash the run
             self.results.setdefault("server_error", f"{type(exc).__name__}: {exc}")
             for part, name in (("server1", "server-1p fixed"), ("server1", "server-1p max"),
-                               ("server2", "server-2p fixed"), ("server2", "server-2p max")):
+                               ("server2", "server-2p fixed"), ("server2", "server-2p max"),
+                               ("webhooks", "webhooks-1p fixed"), ("webhooks", "webhooks-1p max")):
                 if part in a.parts:
                     self.results["messages"].setdefault(name, {"error": f"{type(exc).__name__}: {exc}"})
         finally:
@@ -367,7 +374,7 @@ class Bench:
         try:
             if "relay" in self.args.parts:
                 await self.run_relay()
-            if self.args.parts & {"server1", "server2"}:
+            if self.args.parts & {"server1", "server2", "webhooks"}:
                 await self.run_server()
         finally:
             if self.relay is not None:

@@ -111,6 +111,15 @@ def render(results: dict) -> str:
     out += ["End-to-end messages (latency: send -> agent receipt)", table(MESSAGE_HEADERS, message_rows(results))]
     out += [f"  {name}: not available: {run['error']}" for name, run in results.get("messages", {}).items() if "error" in run]
     out.append("")
+    hooks = [(name, run) for name, run in results.get("messages", {}).items() if run.get("webhooks")]
+    if hooks:
+        rows = [[name, run.get("offered_per_s"), run["delivered_per_s"], run["p99_ms"],
+                 f"{run['webhooks']['messages']}/{run['webhooks']['expected']}", run["webhooks"]["more_than_once"],
+                 run["webhooks"]["once_each"], run["webhooks"]["p50_ms"], run["webhooks"]["p99_ms"],
+                 run["webhooks"]["max_ms"]] for name, run in hooks]
+        out += ["Webhooks (one endpoint on a local receiver; delay: the message's commit -> the receiver)",
+                table(["run", "offered/s", "chat delivered/s", "chat p99 ms", "received", "twice+", "once each",
+                       "delay p50 ms", "delay p99 ms", "delay max ms"], rows), ""]
     idle = results.get("idle", {})
     if idle:
         rows, notes = [], []

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
+from redis.exceptions import ResponseError
 
 from amoiq_chat.settings import with_database, with_redis_db
 
@@ -199,6 +200,14 @@ class BackingCpu:
         return pg, redis
 
 
+def start_receiver() -> Child:
+    """Start the bench's webhook receiver (bench/receiver.py) on a free port."""
+    port = free_port()
+    child = Child("receiver", [sys.executable, "-m", "bench.receiver", "--port", str(port)], dict(os.environ), port)
+    child.wait_ready("/stats", 20)
+    return child
+
+
 def start_relay() -> Child:
     """Start the bare relay on a free port."""
     port = free_port()
@@ -259,7 +268,7 @@ def start_server(name: str, backing: Backing, jwt_secret: str) -> Child:
     env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url,
            "JWT_SECRET": jwt_secret, "SEED_DEMO": "0", "RATE_LIMIT_HTTP": HIGH_LIMIT, "RATE_LIMIT_AUTH": HIGH_LIMIT,
            "RATE_LIMIT_WS": HIGH_LIMIT, "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
-           "HOST": "127.0.0.1"}
+           "HOST": "127.0.0.1", "WEBHOOK_ALLOW_PRIVATE": "1"}   # the webhook runs' receiver is on loopback
     env.pop("AMOIQ_REUSE_PORT", None)
     checkout = server_checkout()
     if checkout != ROOT:
@@ -305,9 +314,24 @@ class Tenant:
         return self
 
 
+async def add_webhook(pool, tenant_id: str, url: str) -> None:
+    """Give the tenant one webhook endpoint (message.created) at `url`."""
+    from amoiq_chat import db
+    from amoiq_chat.services.webhook_http import new_secret
+
+    async with pool.acquire() as conn:
+        await db.execute(conn, "INSERT INTO webhooks (tenant_id, url, secret) VALUES (%s, %s, %s)",
+                         (tenant_id, url, new_secret()))
+
+
 async def xlen(redis_client) -> int:
-    """Length of the webhook stream (0 when it does not exist)."""
-    return int(await redis_client.xlen(WEBHOOK_STREAM))
+    """Entries ever added to the webhook stream (0 when it does not exist): its length would shrink when
+    the server's webhook worker trims what every consumer has settled."""
+    try:
+        info = await redis_client.xinfo_stream(WEBHOOK_STREAM)
+    except ResponseError:  # no stream yet
+        return 0
+    return int(info.get("entries-added", info["length"]))
 
 
 async def pg_commits(pool) -> int:

@@ -37,6 +37,13 @@ def test_environment_overrides_the_file():
     ({"JWT_SECRET": "short"}, "JWT_SECRET"),
     ({"ENVIRONMENT": "production"}, "JWT_SECRET"),
     ({"ENVIRONMENT": "production", "JWT_SECRET": "s" * 40}, "DATABASE_URL"),
+    ({"WEBHOOK_RETRY_SCHEDULE": "5,soon"}, "WEBHOOK_RETRY_SCHEDULE"),
+    ({"WEBHOOK_RETRY_SCHEDULE": "5,-1"}, "WEBHOOK_RETRY_SCHEDULE"),
+    ({"WEBHOOK_TIMEOUT": "0"}, "WEBHOOK_TIMEOUT"),
+    ({"WEBHOOK_TIMEOUT": "inf"}, "WEBHOOK_TIMEOUT"),
+    ({"WEBHOOK_CLAIM_IDLE": "10", "WEBHOOK_TIMEOUT": "15"}, "WEBHOOK_CLAIM_IDLE"),
+    ({"WEBHOOK_CONCURRENCY": "0"}, "WEBHOOK_CONCURRENCY"),
+    ({"WEBHOOK_URL": "https://hooks.example.com/in"}, "WEBHOOK_SECRET"),
 ])
 def test_bad_values_are_refused_naming_the_setting(env, named):
     with pytest.raises(ConfigError, match=named):
@@ -57,3 +64,11 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
     assert len(first.jwt_secret) == 64
     assert first.jwt_secret == second.jwt_secret == (tmp_path / "jwt_secret").read_text()
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+def test_webhook_timings_take_fractions_of_a_second():
+    settings = load_settings(env={"WEBHOOK_RETRY_SCHEDULE": "0.1, 0.3", "WEBHOOK_TIMEOUT": "0.5",
+                                  "WEBHOOK_CLAIM_IDLE": "1.5", "WEBHOOK_MAX_ATTEMPTS": "2"})
+    assert settings.webhook_retry_schedule == (0.1, 0.3)
+    assert (settings.webhook_timeout, settings.webhook_claim_idle) == (0.5, 1.5)
+    assert settings.webhook_attempts == 2

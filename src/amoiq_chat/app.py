@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, web
 from . import db
 from .bus import Bus
 from .appkeys import (BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, REPLAY, SETTINGS, SOCKETS,
-                      STARTED_AT, WRITER)
+                      STARTED_AT, WEBHOOK_WORKER, WRITER)
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
@@ -24,6 +24,7 @@ from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
 from .settings import Settings
 from .workers.presence import PresenceWorker
+from .workers.webhooks import WebhookWorker
 from .ws.heartbeat import Heartbeat
 from .ws.hub import Hub
 
@@ -98,6 +99,18 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
         await bus.stop()
 
 
+async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The webhook worker (its loops run in this process unless `webhook_delivery` is off)."""
+    worker = WebhookWorker(app[DB], app[REDIS], app[SETTINGS])
+    app[WEBHOOK_WORKER] = worker
+    if app[SETTINGS].webhook_delivery:
+        await worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop()
+
+
 async def close_sockets(app: web.Application) -> None:
     """on_shutdown: close every WebSocket with 1001 Going Away, all at once (a silent peer delays no one)."""
     await asyncio.gather(*(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
@@ -133,6 +146,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)
+    app.cleanup_ctx.append(webhooks_ctx)
     app.on_response_prepare.append(add_common_headers)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)

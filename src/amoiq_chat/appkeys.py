@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .services.widgets import PublicWidgets
     from .services.writer import MessageWriter
     from .ws.hub import Hub
+    from .workers.webhooks import WebhookWorker
     from .ws.sequencer import ReplaySource
     from .ws.transport import Socket
 
@@ -43,3 +44,4 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 REPLAY: web.AppKey[ReplaySource] = web.AppKey("replay")  # where sockets read the messages they missed
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 CHAT_HOOKS: web.AppKey[ChatHooks] = web.AppKey("chat_hooks")
+WEBHOOK_WORKER: web.AppKey[WebhookWorker] = web.AppKey("webhook_worker")  # delivers webhooks; sends test pings

@@ -12,6 +12,7 @@ from . import errors
 from .credentials import PASSWORD_MAX, password_problem
 from .http import validate
 from .untrusted import control_problem
+from .services.webhooks import EVENTS as WEBHOOK_EVENTS, MESSAGE_CREATED
 
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
 PRECHAT_TYPES = ("text", "email", "tel", "select")
@@ -294,3 +295,28 @@ class HistoryQuery(Lenient):
     userId = Text255()
     before = fields.UUID()
     limit = fields.Int(validate=Range(min=1, max=200), load_default=50)
+
+
+# Webhooks ----------------------------------------------------------------------------------
+
+def no_control_characters(value: str) -> None:
+    """Refuse NUL and other control characters (a URL or a label has none)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError("must not contain control characters")
+
+
+class WebhookSchema(Strict):
+    """POST /api/webhooks; with partial=True, PUT /api/webhooks/{id}."""
+
+    url = fields.String(required=True, validate=[Length(1, 2048), no_control_characters])
+    events = fields.List(fields.String(validate=OneOf(WEBHOOK_EVENTS)), validate=Length(1, len(WEBHOOK_EVENTS)),
+                         load_default=lambda: [MESSAGE_CREATED])
+    active = StrictBool(load_default=True)
+    description = fields.String(validate=[Length(max=500), no_control_characters], load_default="")
+
+    @post_load
+    def events_once(self, data: dict, **kwargs: Any) -> dict:
+        """Keep each event once, in the order given."""
+        if "events" in data:
+            data["events"] = list(dict.fromkeys(data["events"]))
+        return data

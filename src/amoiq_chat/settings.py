@@ -76,9 +76,15 @@ class Settings:
     webhook_url: str = ""
     webhook_secret: str = ""
     webhook_allow_private: bool = False
-    webhook_retry_schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    webhook_delivery: bool = True
+    webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     webhook_max_attempts: int = 0
-    webhook_timeout: int = 15
+    webhook_timeout: float = 15.0
+    webhook_concurrency: int = 64
+    webhook_claim_idle: float = 60.0
+    webhook_reconcile_after: float = 120.0
+    webhook_rotation_overlap: int = 86400
+    webhook_disable_after: int = 86400
     bot_llm_url: str = ""
     bot_llm_model: str = ""
     bot_llm_api_key: str = ""
@@ -132,13 +138,13 @@ def _to_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None)
     return number
 
 
-def _to_float(name: str, value: Any, minimum: float) -> float:
+def _to_seconds(name: str, value: Any, minimum: float = 0.0) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name.upper()} must be a number, got {value!r}") from None
-    if not number >= minimum:
-        raise ConfigError(f"{name.upper()} must be at least {minimum}, got {number}")
+        raise ConfigError(f"{name.upper()} must be a number of seconds, got {value!r}") from None
+    if not number >= minimum or number == float("inf"):
+        raise ConfigError(f"{name.upper()} must be a finite number of seconds, at least {minimum}, got {value!r}")
     return number
 
 
@@ -152,20 +158,22 @@ def _convert(name: str, value: Any) -> Any:
     """Turn a raw file/environment value into the field's type, or raise ConfigError."""
     if name == "port":
         return _to_int(name, value, 0, 65535)
-    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_timeout", "db_pool_max", "redis_pool_max", "writer_shards",
-                "max_body_bytes", "max_frame_bytes", "max_connections_per_address", "writer_queue", "writer_batch",
-                "ws_send_buffer", "ws_send_queue"):
+    if name in ("webhook_timeout", "webhook_claim_idle", "webhook_reconcile_after"):
+        return _to_seconds(name, value, 0.05)
+    if name in ("admin_token_ttl", "visitor_token_ttl", "webhook_concurrency", "db_pool_max", "redis_pool_max",
+                "writer_shards", "max_body_bytes", "max_frame_bytes", "max_connections_per_address", "writer_queue",
+                "writer_batch", "ws_send_buffer", "ws_send_queue"):
         return _to_int(name, value, 1)
     if name == "header_timeout":
         return _to_int(name, value, 1, 300)
     if name == "max_header_bytes":
         return _to_int(name, value, 1024)
-    if name in ("db_pool_min", "webhook_max_attempts"):
+    if name in ("db_pool_min", "webhook_max_attempts", "webhook_rotation_overlap", "webhook_disable_after"):
         return _to_int(name, value, 0)
     if name == "presence_ttl":
         return _to_int(name, value, 3)
     if name == "ws_heartbeat":
-        return _to_float(name, value, 0.05)
+        return _to_seconds(name, value, 0.05)
     if name == "writer_linger_ms":
         return _to_int(name, value, 0, 50)
     if name.startswith("rate_limit_"):
@@ -173,8 +181,8 @@ def _convert(name: str, value: Any) -> Any:
     if name in ("trusted_proxies", "cors_origins"):
         return _to_list(value)
     if name == "webhook_retry_schedule":
-        return tuple(_to_int(name, part, 0) for part in _to_list(value))
-    if name in ("webhook_allow_private", "seed_demo"):
+        return tuple(_to_seconds(name, part) for part in _to_list(value))
+    if name in ("webhook_allow_private", "webhook_delivery", "seed_demo"):
         return _to_bool(name, value)
     if name == "log_level":
         level = str(value).upper()
@@ -219,6 +227,11 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: Path | str 
     if settings.redis_pool_max <= settings.writer_shards:
         raise ConfigError("REDIS_POOL_MAX must be larger than WRITER_SHARDS (each message writer keeps one of its "
                           "connections)")
+    if settings.webhook_claim_idle <= settings.webhook_timeout:
+        raise ConfigError("WEBHOOK_CLAIM_IDLE must be longer than WEBHOOK_TIMEOUT (a job in flight that long is taken "
+                          "for abandoned and delivered by another process)")
+    if settings.webhook_url and not settings.webhook_secret:
+        raise ConfigError("WEBHOOK_SECRET must be set with WEBHOOK_URL (every webhook is signed)")
     if settings.environment == "production":
         if not settings.jwt_secret:
             raise ConfigError("JWT_SECRET must be set in production (at least 32 characters)")

@@ -9,6 +9,7 @@ from ..jsonutil import dumps, iso, now_iso
 
 CONVERSATION = "conversation:"  # visitor tabs and the staff following that chat
 WEBHOOK_STREAM = "meta:webhook_jobs"  # one entry per job: outbox_id, message_id, tenant_id
+WEBHOOK_DEAD_STREAM = "meta:webhook_dead"  # deliveries that used up their attempts, with their last error
 SESSION_TTL = 24 * 3600  # session:{sessionId} lives this long after its last refresh (SPEC section 5)
 
 
