@@ -13,15 +13,21 @@ from aiohttp import WSCloseCode, web
 from . import db
 from .bus import Bus
 from .appkeys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
+from .appkeys import QUEUE_WORKER, REPLIES, SUPPORT
+from .assistant import make_assistant
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
 from .services.chat import ChatHooks
 from .services.presence import Presence, new_process_id
+from .services.queue import QueueBoard
+from .services.replies import ReplyTasks, Responder
+from .services.support import Support
 from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
 from .settings import Settings
 from .workers.presence import PresenceWorker
+from .workers.queue import QueueWorker
 from .ws.heartbeat import INTERVAL as HEARTBEAT_INTERVAL, Heartbeat
 from .ws.hub import Hub
 
@@ -96,6 +102,28 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
         await bus.stop()
 
 
+async def support_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The support workflow: the assistant answering visitors first, the queue and its recalculator."""
+    settings = app[SETTINGS]
+    support = Support(app[DB], app[BUS], QueueBoard(app[REDIS], app[PRESENCE].process_id), app[WRITER])
+    app[SUPPORT] = support
+    assistant = make_assistant(settings)
+    replies = app[REPLIES] = ReplyTasks(settings.ai_reply_concurrency)
+    app[CHAT_HOOKS].after_visitor_message.append(Responder(app[DB], assistant, support, replies).after_visitor_message)
+    worker = app[QUEUE_WORKER] = QueueWorker(support, step=float(settings.extra.get("queue_step", 1.0)),
+                                             refresh=settings.queue_refresh)
+    await assistant.start()
+    try:
+        worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+            await replies.stop()
+    finally:
+        await assistant.close()
+
+
 async def close_sockets(app: web.Application) -> None:
     """on_shutdown: close every WebSocket with 1001 Going Away, all at once (a silent peer delays no one)."""
     await asyncio.gather(*(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
@@ -131,6 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)
+    app.cleanup_ctx.append(support_ctx)
     app.on_response_prepare.append(add_common_headers)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)

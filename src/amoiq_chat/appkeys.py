@@ -14,9 +14,12 @@ if TYPE_CHECKING:
     from .bus import Bus
     from .services.chat import ChatHooks
     from .services.presence import Presence
+    from .services.replies import ReplyTasks
+    from .services.support import Support
     from .services.widgets import PublicWidgets
     from .services.writer import MessageWriter
     from .ws.hub import Hub
+    from .workers.queue import QueueWorker
     from .ws.transport import Connection
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -41,3 +44,8 @@ BUS: web.AppKey[Bus] = web.AppKey("bus")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 CHAT_HOOKS: web.AppKey[ChatHooks] = web.AppKey("chat_hooks")
+
+# The support workflow: escalation, queue, assignment, ratings; the assistant's replies; the recalculator.
+SUPPORT: web.AppKey[Support] = web.AppKey("support")
+REPLIES: web.AppKey[ReplyTasks] = web.AppKey("replies")
+QUEUE_WORKER: web.AppKey[QueueWorker] = web.AppKey("queue_worker")

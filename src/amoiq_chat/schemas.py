@@ -3,6 +3,7 @@ chat's visitor bodies (unknown fields ignored: widgets send more than the server
 socket frames share (`ws/frames.py`)."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validates_schema
@@ -251,3 +252,36 @@ class HistoryQuery(Lenient):
     userId = Text255()
     before = fields.UUID()
     limit = fields.Int(validate=Range(min=1, max=200), load_default=50)
+
+
+# Support workflow ---------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def no_control_characters(value: str) -> None:
+    """Refuse NUL and other control characters (line breaks and tabs are fine)."""
+    if _CONTROL.search(value):
+        raise ValidationError("must not contain control characters")
+
+
+class RatingFields(Lenient):
+    """A visitor's rating of a closed chat: 1-5 and an optional comment."""
+
+    rating = fields.Integer(strict=True, required=True, validate=Range(1, 5))
+    comment = fields.String(validate=[Length(max=2000), no_control_characters], allow_none=True, load_default=None)
+
+
+class RatingBody(RatingFields):
+    """POST /api/chat/rating."""
+
+    tenantId = Text255()
+    sessionId = SessionIdField(required=True)
+
+
+class EscalateBody(Lenient):
+    """The optional body of POST /api/widgets/escalate/{siteKey}/{sessionId} and the `escalate` frame."""
+
+    reason = fields.String(validate=[Length(max=255), no_control_characters], allow_none=True, load_default=None)
+    customer_frustrated = StrictBool(allow_none=True)
+    sessionId = SessionIdField()

@@ -73,6 +73,9 @@ class Settings:
     bot_llm_url: str = ""
     bot_llm_model: str = ""
     bot_llm_api_key: str = ""
+    bot_llm_timeout: int = 10
+    ai_reply_concurrency: int = 32
+    queue_refresh: int = 5
     log_level: str = "INFO"
     seed_demo: bool = True
     # Not from the file: set by the caller (tests, embedded start-up).
@@ -138,6 +141,12 @@ def _convert(name: str, value: Any) -> Any:
         return _to_int(name, value, 1)
     if name in ("db_pool_min", "webhook_max_attempts"):
         return _to_int(name, value, 0)
+    if name == "bot_llm_timeout":
+        return _to_int(name, value, 1, 120)
+    if name == "ai_reply_concurrency":
+        return _to_int(name, value, 1, 10000)
+    if name == "queue_refresh":
+        return _to_int(name, value, 1, 60)
     if name == "writer_linger_ms":
         return _to_int(name, value, 0, 50)
     if name.startswith("rate_limit_"):

@@ -5,7 +5,7 @@ import re
 
 from marshmallow import fields, validate
 
-from ..schemas import MAX_TEXT, HasText, Lenient, SessionIdField, Text255, VisitorFields
+from ..schemas import MAX_TEXT, EscalateBody, HasText, Lenient, RatingFields, SessionIdField, Text255, VisitorFields
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
 _PLAIN_MESSAGE_KEYS = frozenset(("type", "text", "message", "clientMessageId", "sessionId"))
@@ -75,3 +75,11 @@ class NoFields(Lenient):
     """Frames whose fields are all optional (get_waiting_sessions, get_online_users)."""
 
     tenantId = Text255()
+
+
+class EscalateFrame(EscalateBody):
+    """The visitor's `escalate`: the same as POST /api/widgets/escalate/{siteKey}/{sessionId}."""
+
+
+class RatingFrame(RatingFields):
+    """The visitor's `rating` of their closed chat."""
