@@ -15,6 +15,7 @@ from .http import validate
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
 PRECHAT_TYPES = ("text", "email", "tel", "select")
 KEY_KINDS = ("publishable", "secret")
+ASSIGNMENTS = ("manual", "auto")
 COLOR = Regexp(r"^#[0-9A-Fa-f]{6}$", error="must be a colour like #1a2b3c")
 USERNAME = Regexp(r"^[A-Za-z0-9_.-]+$", error="may contain only letters, digits, '_', '.' and '-'")
 # A host name, optionally "*." for any subdomain; no scheme, path or port.
@@ -79,6 +80,7 @@ class AgentSchema(Strict):
     password = fields.String(required=True, validate=Length(8, PASSWORD_MAX))
     full_name = text(1, 255, required=True)
     is_active = StrictBool()
+    max_concurrent_chats = fields.Integer(strict=True, validate=Range(1, 100))  # auto assignment's limit
 
 
 class ApiKeySchema(Strict):
@@ -91,6 +93,7 @@ class TenantSchema(Strict):
 
     name = text(1, 255)
     identity_verification = StrictBool(data_key="identityVerification")
+    assignment = fields.String(validate=OneOf(ASSIGNMENTS))
 
 
 # Widgets -----------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import aiopg
 from .. import db
 from . import assignments
 
-TENANT_COLUMNS = "id, name, identity_verification, identity_secret, created_at, updated_at"
-TENANT_WRITABLE = ("name", "identity_verification")
+TENANT_COLUMNS = "id, name, identity_verification, identity_secret, assignment, created_at, updated_at"
+TENANT_WRITABLE = ("name", "identity_verification", "assignment")
 
 
 async def tenant_by_id(conn: aiopg.Connection, tenant_id: str) -> dict | None:
