@@ -1,14 +1,27 @@
 """The support workflow end to end over real sockets on two server processes (issue 15, "Done when")."""
 from __future__ import annotations
 
+import pytest
+
 from amoiq_chat import db
 
-from .chat_fixtures import make_tenant, nothing_more, session_id, until
-from .test_chat_cross_process import http, open_staff, open_visitor, pool, servers  # noqa: F401  (fixtures)
+from .chat_fixtures import ServerProcess, make_tenant, nothing_more, session_id, until
+from .test_chat_cross_process import http, open_staff, open_visitor, pool  # noqa: F401  (fixtures)
 
 FAQ = [{"keywords": ["opening hours", "open"], "answer": "We are open 9:00-17:00, Monday to Friday."},
        {"keywords": ["refund"], "answer": "Refunds take 5 working days."}]
 WELCOME = "Welcome to Acme! How can we help?"
+
+
+@pytest.fixture(scope="module")
+def servers(settings):
+    """Two server processes with the assistant on."""
+    a, b = ServerProcess(settings, BOT_ENABLED="1"), ServerProcess(settings, BOT_ENABLED="1")
+    try:
+        yield a.wait(), b.wait()
+    finally:
+        logs = a.stop() + b.stop()
+        assert "Traceback" not in logs, logs
 
 
 async def support_tenant(pool, settings, agents=1):

@@ -109,7 +109,8 @@ async def support_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SUPPORT] = support
     assistant = make_assistant(settings)
     replies = app[REPLIES] = ReplyTasks(settings.ai_reply_concurrency)
-    app[CHAT_HOOKS].after_visitor_message.append(Responder(app[DB], assistant, support, replies).after_visitor_message)
+    if settings.bot_enabled:
+        app[CHAT_HOOKS].after_visitor_message.append(Responder(app[DB], assistant, support, replies).after_visitor_message)
     worker = app[QUEUE_WORKER] = QueueWorker(support, step=float(settings.extra.get("queue_step", 1.0)),
                                              refresh=settings.queue_refresh)
     await assistant.start()

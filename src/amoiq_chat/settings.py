@@ -70,6 +70,7 @@ class Settings:
     webhook_retry_schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     webhook_max_attempts: int = 0
     webhook_timeout: int = 15
+    bot_enabled: bool = True
     bot_llm_url: str = ""
     bot_llm_model: str = ""
     bot_llm_api_key: str = ""
@@ -155,7 +156,7 @@ def _convert(name: str, value: Any) -> Any:
         return _to_list(value)
     if name == "webhook_retry_schedule":
         return tuple(_to_int(name, part, 0) for part in _to_list(value))
-    if name in ("webhook_allow_private", "seed_demo"):
+    if name in ("webhook_allow_private", "seed_demo", "bot_enabled"):
         return _to_bool(name, value)
     if name == "log_level":
         level = str(value).upper()
