@@ -20,6 +20,7 @@ FAQ = [{"keywords": ["opening hours", "open"], "answer": "We are open 9-17."},
        {"keywords": ["refund", "money back"], "answer": "Refunds take 5 days."},
        {"keywords": ["shipping cost"], "answer": "Shipping is free over 50 EUR."}]
 API_KEY = "sk-test-do-not-log-me-1234567890"
+URL_KEY = "url-key-do-not-log-me"  # some providers take the key in the query
 
 
 @pytest.mark.parametrize("text, answer", [
@@ -103,7 +104,7 @@ async def open_visitor(client, tenant, sid):
 
 
 async def test_llm_answers_then_the_faq_assistant_when_it_fails_or_hangs(aiohttp_client, make_app, model, caplog):
-    client = await aiohttp_client(make_app(bot_enabled=True, bot_llm_url=model.url, bot_llm_model="tiny-1",
+    client = await aiohttp_client(make_app(bot_enabled=True, bot_llm_url=f"{model.url}?key={URL_KEY}", bot_llm_model="tiny-1",
                                            bot_llm_api_key=API_KEY, bot_llm_timeout=1))
     tenant = await make_tenant(client.app[DB], client.app[SETTINGS])
     async with client.app[DB].acquire() as conn:
@@ -144,7 +145,7 @@ async def test_llm_answers_then_the_faq_assistant_when_it_fails_or_hangs(aiohttp
     assert answers == ["We are open 9-17.", FALLBACK]
     failures = [r.getMessage() for r in caplog.records if "assistant model" in r.getMessage()]
     assert any("HTTP 500" in m for m in failures) and any("timed out" in m for m in failures)
-    assert API_KEY not in caplog.text
+    assert API_KEY not in caplog.text and URL_KEY not in caplog.text
     await ws.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -73,8 +74,16 @@ class LlmAssistant:
             raise
         except Exception as exc:  # the model is down, slow or answers nonsense: the visitor still gets an answer
             self.failures += 1
-            log.warning("assistant model at %s failed (%s); the FAQ assistant answers", self.url, _describe(exc))
+            log.warning("assistant model at %s failed (%s); the FAQ assistant answers", _shown(self.url),
+                        self._describe(exc))
             return await self.fallback.reply(conversation)
+
+    def _describe(self, exc: BaseException) -> str:
+        """A failure in a few words: its kind and message, never the key (nor the URL's query)."""
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return "timed out"
+        text = f"{type(exc).__name__}: {exc}".replace(self.url, _shown(self.url))
+        return (text.replace(self._api_key, "***") if self._api_key else text)[:200]
 
     async def _ask(self, conversation: Conversation) -> str:
         if self._http is None:
@@ -101,8 +110,8 @@ class ModelError(Exception):
     """The model answered, but not with a usable reply."""
 
 
-def _describe(exc: BaseException) -> str:
-    """A failure in a few words: its kind and message, never the request (which carries the key)."""
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"[:200]
+def _shown(url: str) -> str:
+    """The model's URL as logged: scheme, host and path (a query or user part may carry a key)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -14,7 +14,7 @@ import aiopg
 
 from ..credentials import AGENT
 from ..bus import FOR_ALL, FOR_STAFF, FOR_VISITORS, Bus, encode_event, rooms
-from ..errors import Conflict, Forbidden, SessionNotFound
+from ..errors import ApiError, Conflict, Forbidden, SessionNotFound
 from ..jsonutil import dumps, iso, now_iso
 from ..store import support as store
 from . import messages
@@ -79,7 +79,10 @@ class Support:
         queued = row["previous"] != "waiting"
         if queued:
             await self.board.changed(tenant_id)
-            await self.say(row, PERSON_COMING)
+            try:
+                await self.say(row, PERSON_COMING)
+            except ApiError as exc:  # the escalation stands; only the courtesy message is missing
+                log.warning("could not tell session %s that a person is coming: %s", session_id, exc.message)
             await self.conversation_escalated(row, reason)
         place = await self.position(tenant_id, session_id)
         return {"status": "waiting", "position": place[0] if place else None,
