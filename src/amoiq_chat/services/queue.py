@@ -33,10 +33,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Record that the figures of change count ARGV[1] are out; 1 when no newer change came meanwhile.
+# Record that the figures of change count ARGV[1] are out; 1 when no newer change came meanwhile
+# (then the queue is clean: out of the dirty set, its members flag cleared).
 _FINISH = """
 redis.call('HSET', KEYS[1], 'done', ARGV[1], 'at', ARGV[2])
-if redis.call('HGET', KEYS[1], 'changes') == ARGV[1] or redis.call('HGET', KEYS[1], 'changes') == false then
+local changes = redis.call('HGET', KEYS[1], 'changes')
+if changes == ARGV[1] or changes == false then
+  redis.call('HDEL', KEYS[1], 'members')
   redis.call('SREM', KEYS[2], ARGV[3])
   return 1
 end
@@ -69,11 +72,12 @@ def queue_update(session_id: str, position: int, wait: int) -> dict:
 
 @dataclass(frozen=True)
 class QueueState:
-    """A tenant's change count, the count last recalculated, and when."""
+    """A tenant's change count, the count last recalculated, when, and whether sessions joined or left."""
 
     changes: int
     done: int
     at: float
+    members: bool = False
 
 
 class QueueBoard:
@@ -87,10 +91,13 @@ class QueueBoard:
         self._unlock = redis.register_script(_UNLOCK)
         self._finish = redis.register_script(_FINISH)
 
-    async def changed(self, tenant_id: str) -> None:
-        """Count a change of the tenant's queue (or of its agents) and wake the recalculator."""
+    async def changed(self, tenant_id: str, members: bool = False) -> None:
+        """Count a change of the tenant's queue or of its agents (`members`: a session joined or left
+        the queue, so the staff get the new list) and wake the recalculator."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(state_key(tenant_id), "changes", 1)
+            if members:
+                pipe.hset(state_key(tenant_id), "members", 1)
             pipe.sadd(DIRTY, tenant_id)
             await pipe.execute()
         self.wake.set()
@@ -101,8 +108,8 @@ class QueueBoard:
 
     async def state(self, tenant_id: str) -> QueueState:
         """The tenant's change count, last recalculated count and time."""
-        changes, done, at = await self.redis.hmget(state_key(tenant_id), "changes", "done", "at")
-        return QueueState(int(changes or 0), int(done or 0), float(at or 0))
+        changes, done, at, members = await self.redis.hmget(state_key(tenant_id), "changes", "done", "at", "members")
+        return QueueState(int(changes or 0), int(done or 0), float(at or 0), bool(members))
 
     async def lock(self, tenant_id: str) -> str | None:
         """Take the tenant's recalculation lock; its token, or None when another process holds it."""

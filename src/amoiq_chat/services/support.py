@@ -78,7 +78,7 @@ class Support:
                 return {"status": state["status"], "position": None, "estimatedWait": None, "queued": False}
         queued = row["previous"] != "waiting"
         if queued:
-            await self.board.changed(tenant_id)
+            await self.board.changed(tenant_id, members=True)
             try:
                 await self.say(row, PERSON_COMING)
             except ApiError as exc:  # the escalation stands; only the courtesy message is missing
@@ -108,7 +108,7 @@ class Support:
         await self.bus.publish(rooms.agent(staff["id"]), encode_event([(FOR_STAFF, dumps(accepted))],
                                                                        join={"sessionId": session_id, "since": newest}))
         await self.bus.publish(rooms.conversation(session_id), encode_event([(FOR_VISITORS, dumps(joined))]))
-        await self.board.changed(tenant_id)
+        await self.board.changed(tenant_id, members=row["previous"] == "waiting")
         await self.conversation_assigned(row, staff)
         return row
 
@@ -139,7 +139,7 @@ class Support:
                     raise Conflict("The assistant already has this chat", errors={"sessionId": "with the assistant"})
                 raise Forbidden("Another agent holds this chat", errors={"sessionId": "held by another agent"})
         await self.bus.publish(rooms.conversation(session_id), encode_event([(FOR_ALL, dumps(frame))]))
-        await self.board.changed(tenant_id)
+        await self.board.changed(tenant_id, members=row["previous"] == "waiting")
         return row
 
     async def rate(self, tenant_id: str, session_id: str, rating: int, comment: str | None) -> dict:

@@ -14,6 +14,7 @@ import time
 from ..credentials import AGENT
 from ..errors import ApiError
 from ..services.chat import push_waiting_sessions
+from ..services.queue import QueueState
 from ..services.support import Support
 from ..store import support as store
 from ..tasks import cancel_and_wait
@@ -56,28 +57,34 @@ class QueueWorker:
 
     async def recalculate(self, tenant_id: str, force: bool = False) -> bool:
         """Assign (auto mode) and push the tenant's changed figures, if due and no other process is at it."""
-        state = await self.board.state(tenant_id)
-        if not force and state.changes == state.done and time.time() - state.at < self.refresh:
+        if not force and not self._due(await self.board.state(tenant_id)):
             return False
         token = await self.board.lock(tenant_id)
         if token is None:
             self.busy = True
             return False
         try:
-            changes = state.changes
+            state = await self.board.state(tenant_id)  # another process may have done it meanwhile
+            if not force and not self._due(state):
+                return False
             while True:
+                changes = state.changes
                 started = time.process_time()
                 await self._assign(tenant_id)
-                await self._push(tenant_id)
+                await self._push(tenant_id, state.members)
                 self.cpu_seconds += time.process_time() - started
                 self.recalculations += 1
                 if await self.board.finish(tenant_id, changes):
                     return True
-                changes = (await self.board.state(tenant_id)).changes  # changed meanwhile: once more
+                state = await self.board.state(tenant_id)  # changed meanwhile: once more
         finally:
             await self.board.unlock(tenant_id, token)
 
-    async def _push(self, tenant_id: str) -> None:
+    def _due(self, state: QueueState) -> bool:
+        """True when the queue changed since it was last recalculated, or `refresh` seconds passed."""
+        return state.changes != state.done or time.time() - state.at >= self.refresh
+
+    async def _push(self, tenant_id: str, members: bool) -> None:
         """Tell the visitors whose place or wait changed, and the staff when the queue's members did."""
         async with self.support.pool.acquire() as conn:
             snapshot = await self.support.snapshot(conn, tenant_id)
@@ -86,7 +93,7 @@ class QueueWorker:
         gone = [sid for sid in told if sid not in snapshot.figures]
         await self.board.publish(tenant_id, new, gone)
         self.pushed += len(new)
-        if gone or any(sid not in told for sid in new):
+        if members or gone or any(sid not in told for sid in new):
             await push_waiting_sessions(self.support.pool, self.support.bus, tenant_id)
 
     async def _assign(self, tenant_id: str) -> None:
