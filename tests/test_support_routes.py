@@ -11,7 +11,7 @@ from amoiq_chat import credentials, db
 from amoiq_chat.appkeys import DB, SETTINGS, SUPPORT
 
 from .chat_fixtures import make_tenant, recv, session_id, until
-from .factories import expect, expect_error, fetch
+from .factories import create_agent, expect, expect_error, fetch, register_admin
 
 
 @pytest.fixture
@@ -219,3 +219,17 @@ async def test_each_workflow_event_is_emitted_once(chat):
     await support.rate(tenant.id, sid, 3, None)
     assert seen == [(event, tenant.id, sid) for event in ("conversation.escalated", "conversation.assigned",
                                                          "conversation.closed", "rating.created")]
+
+
+async def test_an_agents_chat_limit_is_set_by_the_admin(client, db_conn):
+    admin = await register_admin(client)
+    agent = await create_agent(client, admin, max_concurrent_chats=2)
+    assert agent.row["max_concurrent_chats"] == 2
+    changed = await expect(await client.put(f"/api/agents/{agent.id}", json={"max_concurrent_chats": 1},
+                                            headers=admin.headers), 200)
+    assert changed["data"]["agent"]["max_concurrent_chats"] == 1
+    await expect_error(await client.put(f"/api/agents/{agent.id}", json={"max_concurrent_chats": 101},
+                                        headers=admin.headers), 400, "VALIDATION_ERROR", "max_concurrent_chats")
+    assert fetch(db_conn, "SELECT max_concurrent_chats FROM agents WHERE id = %s", agent.id) == [(1,)]
+    default = await create_agent(client, admin)
+    assert default.row["max_concurrent_chats"] == 5
