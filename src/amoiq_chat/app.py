@@ -8,6 +8,9 @@ from typing import AsyncIterator
 
 import aiohttp_cors
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from aiohttp import WSCloseCode, web
 
 from . import db
@@ -36,9 +39,16 @@ log = logging.getLogger(__name__)
 
 def redis_client(url: str, pool_max: int = 50) -> aioredis.Redis:
     """A Redis client over a bounded pool: a burst (hundreds of sockets closing at once) waits
-    up to 10 s for a free connection instead of failing with "Too many connections"."""
+    up to 10 s for a free connection instead of failing with "Too many connections".
+
+    A command that finds its connection closed is sent once more on a new one: after a Redis
+    restart every idle pooled connection is dead, and redis-py's check when it hands one out
+    does not always see it (with the hiredis reader). Timeouts are not retried (the command
+    may have run).
+    """
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30)
+        url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     return aioredis.Redis.from_pool(pool)
 
 
