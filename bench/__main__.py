@@ -21,13 +21,13 @@ import aiohttp
 import orjson
 import psutil
 
-from . import loadgen, profile, rounds, webhooks
+from . import loadgen, profile, rounds, support, webhooks
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
 from .target import (RESULTS, ROOT, Backing, BackingCpu, Child, Tenant, analyze, git, pg_commits, server_checkout,
                      start_relay, start_server, verify, xlen)
 
-PARTS = ("relay", "server1", "server2", "idle", "http", "webhooks")
+PARTS = ("relay", "server1", "server2", "idle", "http", "webhooks", "support")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--http-duration", type=float, default=float(os.environ.get("BENCH_HTTP_DURATION", 5)),
                         help="seconds per HTTP route (default 5, env BENCH_HTTP_DURATION)")
     parser.add_argument("--http-concurrency", type=int, default=32, help="HTTP requests in flight (32)")
+    parser.add_argument("--ai-rate", type=float, default=100.0, help="assistant, fixed load: questions per second in all (100)")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {','.join(PARTS)}")
     parser.add_argument("--modes", default="fixed,max", help="message loads to run, of fixed,max (both)")
     parser.add_argument("--no-analyze", dest="analyze", action="store_false",
@@ -145,6 +146,8 @@ class Bench:
             total += 10 + load + relay_again
         if "webhooks" in parts:
             total += 10 + load + relay_again
+        if "support" in parts:
+            total += 2 * a.duration + 30
         return total
 
     async def messages(self, name: str, mode: str, ep: Endpoint, children: list[Child], check=None, profile_pid=None,
@@ -318,8 +321,13 @@ class Bench:
                                tenant.site_key, tenant.tenant_id, alternate=True)
                 await self.messages("server-2p fixed", "fixed", ep2, [server, other], check)
                 await self.messages("server-2p max", "max", ep2, [server, other], check)
-            if "webhooks" in a.parts:   # last: the loads above run with no endpoint anywhere
+            if "webhooks" in a.parts:   # after the message loads: they run with no endpoint anywhere
                 await webhooks.run(self, server, pool, redis_client, secret)
+            if "support" in a.parts:
+                for child in children:  # each support figure runs on servers of its own
+                    child.stop()
+                children.clear()
+                await support.run(self, backing, secret, pool)
         except Exception as exc:  # the bench reports; it does not crash the run
             self.results.setdefault("server_error", f"{type(exc).__name__}: {exc}")
             for part, name in (("server1", "server-1p fixed"), ("server1", "server-1p max"),
@@ -374,7 +382,7 @@ class Bench:
         try:
             if "relay" in self.args.parts:
                 await self.run_relay()
-            if self.args.parts & {"server1", "server2", "webhooks"}:
+            if self.args.parts & {"server1", "server2", "webhooks", "support"}:
                 await self.run_server()
         finally:
             if self.relay is not None:
@@ -432,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = Path(args.json).resolve() if args.json else RESULTS / (results["started"].replace(":", "").replace("-", "") + ".json")
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(render(results))
+    print("\n".join([render(results), *support.render(results)]))
     print(f"results: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}  ({results['wall_s']} s)")
     return 0
 

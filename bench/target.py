@@ -21,8 +21,10 @@ from amoiq_chat.settings import with_database, with_redis_db
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var" / "bench"
 RESULTS = ROOT / "bench" / "results"
-BENCH_DATABASE = "amoiq_bench"
-BENCH_REDIS_DB = 14
+# The bench's own database and Redis database (dropped and emptied at each run); other names let
+# two checkouts bench on one machine without emptying each other's.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "amoiq_bench")
+BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
 WEBHOOK_STREAM = "meta:webhook_jobs"
 HIGH_LIMIT = "1000000/1"   # rate limits out of the way: the bench measures the path, not the limiter
 
@@ -262,13 +264,15 @@ class Backing:
             self.embedded.stop()
 
 
-def start_server(name: str, backing: Backing, jwt_secret: str) -> Child:
-    """Start one `amoiq-chat serve` process on a free port, rate limits raised, no demo seed."""
+def start_server(name: str, backing: Backing, jwt_secret: str, settings: dict[str, str] | None = None) -> Child:
+    """Start one `amoiq-chat serve` process on a free port, rate limits raised, no demo seed; the assistant
+    off unless `settings` (environment variables) turn it on."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url,
            "JWT_SECRET": jwt_secret, "SEED_DEMO": "0", "RATE_LIMIT_HTTP": HIGH_LIMIT, "RATE_LIMIT_AUTH": HIGH_LIMIT,
            "RATE_LIMIT_WS": HIGH_LIMIT, "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
-           "HOST": "127.0.0.1", "WEBHOOK_ALLOW_PRIVATE": "1"}   # the webhook runs' receiver is on loopback
+           "HOST": "127.0.0.1", "WEBHOOK_ALLOW_PRIVATE": "1",   # the webhook runs' receiver is on loopback
+           "BOT_ENABLED": "0", **(settings or {})}
     env.pop("AMOIQ_REUSE_PORT", None)
     checkout = server_checkout()
     if checkout != ROOT:

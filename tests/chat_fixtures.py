@@ -140,7 +140,8 @@ class ServerProcess:
     def __init__(self, settings: Settings, **env: str) -> None:
         self.port = free_port()
         self.terminated = False
-        env = {"RATE_LIMIT_HTTP": "100000/60", "RATE_LIMIT_AUTH": "100000/60", "RATE_LIMIT_WS": "1000/1", **env}
+        env = {"RATE_LIMIT_HTTP": "100000/60", "RATE_LIMIT_AUTH": "100000/60", "RATE_LIMIT_WS": "1000/1",
+               "BOT_ENABLED": "0", **env}
         self.process = subprocess.Popen([*CLI, "serve", "--port", str(self.port)], env=cli_env(settings, **env),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

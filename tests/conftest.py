@@ -92,6 +92,7 @@ def settings(database_url: str, redis_url: str, tmp_path_factory) -> Settings:
         rate_limit_auth="100000/60",
         webhook_allow_private=True,
         seed_demo=False,
+        bot_enabled=False,  # the chat tests talk to agents; the support tests turn the assistant on
         var_dir=str(tmp_path_factory.mktemp("var")),
     )
 

@@ -1,4 +1,5 @@
 """The admin's agents: list, create, change, delete; agents/stats from stored rows."""
+import datetime as dt
 import time
 
 import jwt
@@ -8,7 +9,7 @@ from .factories import (PASSWORD, bearer, create_agent, create_widget, expect, e
                         insert_rating, insert_session, register_admin, unique)
 
 AGENT_FIELDS = {"id", "username", "email", "full_name", "is_active", "is_online", "last_active", "created_at",
-                "updated_at"}
+                "updated_at", "max_concurrent_chats"}
 
 
 def new_agent_payload(**changes):
@@ -45,6 +46,7 @@ async def test_created_agent_can_log_in(client):
     ({"username": None}, "username"), ({"full_name": None}, "full_name"), ({"password": "1234567"}, "password"),
     ({"email": "nope"}, "email"), ({"full_name": "   "}, "full_name"), ({"full_name": "x" * 256}, "full_name"),
     ({"is_active": "yes"}, "is_active"), ({"tenant_id": "tenant-other"}, "tenant_id"), ({"is_online": True}, "is_online"),
+    ({"max_concurrent_chats": 0}, "max_concurrent_chats"), ({"max_concurrent_chats": "2"}, "max_concurrent_chats"),
 ])
 async def test_create_agent_validation_writes_nothing(client, db_conn, change, field):
     admin = await register_admin(client)
@@ -140,28 +142,39 @@ async def test_agent_stats_come_from_stored_rows(client, db_conn):
     anna, bob = await create_agent(client, admin), await create_agent(client, admin)
     widget = await create_widget(client, admin)
     tenant, site = admin.tenant_id, widget["site_key"]
-    # Anna: one active chat answered after 60 s and 180 s, one closed chat rated 5 answered after 120 s.
-    s1 = insert_session(db_conn, tenant, site, status="active", assigned_agent_id=anna.id)
-    insert_messages(db_conn, tenant, s1, ("visitor", 0, None), ("agent", 60, str(anna.id)),
-                    ("visitor", 100, None), ("agent", 280, str(anna.id)))
-    s2 = insert_session(db_conn, tenant, site, status="closed", assigned_agent_id=anna.id)
-    insert_messages(db_conn, tenant, s2, ("visitor", 0, None), ("agent", 120, str(anna.id)))
+    start = dt.datetime(2024, 1, 15, 10, 30, tzinfo=dt.timezone.utc)  # insert_messages' time 0
+    at = lambda seconds: start + dt.timedelta(seconds=seconds)  # noqa: E731
+    # Anna: an escalated chat she holds, first answered 60 s after the escalation; a chat she took
+    # from the assistant at 10 s, answered at 130 s (120 s after taking it), closed and rated 5.
+    s1 = insert_session(db_conn, tenant, site, status="active", ai_mode=False, assigned_agent_id=anna.id,
+                        escalated_at=at(0), accepted_at=at(30))
+    insert_messages(db_conn, tenant, s1, ("visitor", 0, None), ("ai", 1, None), ("agent", 60, f"agent:{anna.id}"),
+                    ("visitor", 100, None), ("agent", 280, f"agent:{anna.id}"))
+    s2 = insert_session(db_conn, tenant, site, status="closed", ai_mode=False, assigned_agent_id=anna.id,
+                        accepted_at=at(10))
+    insert_messages(db_conn, tenant, s2, ("visitor", 0, None), ("agent", 130, f"agent:{anna.id}"))
     insert_rating(db_conn, tenant, s2, 5, anna.id)
-    # Bob: one closed chat rated 2; the AI answered first (not Bob's figure), Bob after 600 s.
-    s3 = insert_session(db_conn, tenant, site, status="closed", assigned_agent_id=bob.id)
+    # Bob: a chat escalated at 5 s and first answered at 605 s, closed and rated 2; and one he
+    # handed back to the assistant without answering (handled, not active, no response time).
+    s3 = insert_session(db_conn, tenant, site, status="closed", ai_mode=False, assigned_agent_id=bob.id,
+                        escalated_at=at(5), accepted_at=at(300))
     insert_messages(db_conn, tenant, s3, ("visitor", 0, None), ("ai", 2, None), ("visitor", 10, None),
-                    ("agent", 610, str(bob.id)))
+                    ("agent", 605, f"agent:{bob.id}"))
     insert_rating(db_conn, tenant, s3, 2, bob.id)
+    insert_session(db_conn, tenant, site, status="active", ai_mode=True, assigned_agent_id=bob.id, accepted_at=at(0))
+    # A chat the assistant alone answered counts for nobody.
+    s5 = insert_session(db_conn, tenant, site, status="active")
+    insert_messages(db_conn, tenant, s5, ("visitor", 0, None), ("ai", 1, None))
 
     anna_stats = (await expect(await client.get("/api/agents/stats", headers=anna.headers), 200))["data"]
-    assert anna_stats == {"chatsHandled": 2, "activeChats": 1, "avgResponseTime": "2.0 min",
+    assert anna_stats == {"chatsHandled": 2, "activeChats": 1, "avgResponseTime": "1.5 min",
                           "customerSatisfaction": 5.0}
     bob_stats = (await expect(await client.get("/api/agents/stats", headers=bob.headers), 200))["data"]
-    assert bob_stats == {"chatsHandled": 1, "activeChats": 0, "avgResponseTime": "10.0 min",
+    assert bob_stats == {"chatsHandled": 2, "activeChats": 0, "avgResponseTime": "10.0 min",
                          "customerSatisfaction": 2.0}
-    # The admin sees all agents together: (60 + 180 + 120 + 600) / 4 s = 4.0 min, ratings (5 + 2) / 2.
+    # The admin sees all agents together: (60 + 120 + 600) / 3 s = 4.3 min, ratings (5 + 2) / 2.
     team = (await expect(await client.get("/api/agents/stats", headers=admin.headers), 200))["data"]
-    assert team == {"chatsHandled": 3, "activeChats": 1, "avgResponseTime": "4.0 min", "customerSatisfaction": 3.5}
+    assert team == {"chatsHandled": 4, "activeChats": 1, "avgResponseTime": "4.3 min", "customerSatisfaction": 3.5}
 
 
 async def test_password_change_ends_tokens_issued_before_it(client, settings):

@@ -64,7 +64,7 @@ async def test_other_tenants_agents_and_keys_are_not_found(client, db_conn, tena
 
 async def test_lists_and_stats_show_only_the_callers_tenant(client, db_conn, tenants):
     a, b = tenants["a"], tenants["b"]
-    session = insert_session(db_conn, a.tenant_id, tenants["a_widget"]["site_key"], status="active",
+    session = insert_session(db_conn, a.tenant_id, tenants["a_widget"]["site_key"], status="active", ai_mode=False,
                              assigned_agent_id=tenants["a_agent"].id)
     insert_messages(db_conn, a.tenant_id, session, ("visitor", 0, None))
     for headers in credentials(tenants).values():

@@ -3,7 +3,8 @@ import pytest
 
 from .factories import create_agent, expect, expect_error, fetch, register_admin
 
-TENANT_FIELDS = {"id", "name", "identityVerification", "identitySecret", "sessionResume", "createdAt", "updatedAt"}
+TENANT_FIELDS = {"id", "name", "identityVerification", "identitySecret", "sessionResume", "assignment", "createdAt",
+                 "updatedAt"}
 
 
 async def test_get_tenant_shows_settings_and_identity_secret(client, db_conn):
@@ -27,10 +28,18 @@ async def test_update_name_and_identity_verification(client, db_conn):
     assert body["data"]["tenant"]["name"] == "Acme Corp" and body["data"]["tenant"]["identityVerification"] is False
 
 
+async def test_assignment_is_manual_until_set_to_auto(client, db_conn):
+    admin = await register_admin(client)
+    assert (await expect(await client.get("/api/tenant", headers=admin.headers), 200))["data"]["tenant"]["assignment"] == "manual"
+    body = await expect(await client.put("/api/tenant", json={"assignment": "auto"}, headers=admin.headers), 200)
+    assert body["data"]["tenant"]["assignment"] == "auto"
+    assert fetch(db_conn, "SELECT assignment FROM tenants WHERE id = %s", admin.tenant_id) == [("auto",)]
+
+
 @pytest.mark.parametrize("payload, field", [({}, "body"), ({"identitySecret": "mine"}, "identitySecret"),
                                             ({"identityVerification": "true"}, "identityVerification"),
                                             ({"name": ""}, "name"), ({"name": "n" * 256}, "name"),
-                                            ({"id": "tenant-x"}, "id")])
+                                            ({"id": "tenant-x"}, "id"), ({"assignment": "round-robin"}, "assignment")])
 async def test_update_tenant_validation_changes_nothing(client, db_conn, payload, field):
     admin = await register_admin(client)
     before = fetch(db_conn, "SELECT * FROM tenants WHERE id = %s", admin.tenant_id)

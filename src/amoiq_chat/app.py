@@ -8,22 +8,30 @@ from typing import AsyncIterator
 
 import aiohttp_cors
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from aiohttp import WSCloseCode, web
 
 from . import db
 from .bus import Bus
-from .appkeys import (BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, REPLAY, SETTINGS, SOCKETS,
-                      STARTED_AT, WEBHOOK_WORKER, WRITER)
+from .appkeys import (BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, QUEUE_WORKER, RATE_COUNTERS, REDIS, REPLAY, REPLIES,
+                      SETTINGS, SOCKETS, STARTED_AT, SUPPORT, WEBHOOK_WORKER, WRITER)
+from .assistant import make_assistant
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
 from .services.chat import ChatHooks
 from .services.messages import Replay
 from .services.presence import Presence, new_process_id
+from .services.queue import QueueBoard
+from .services.replies import ReplyTasks, Responder
+from .services.support import Support
 from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
 from .settings import Settings
 from .workers.presence import PresenceWorker
+from .workers.queue import QueueWorker
 from .workers.webhooks import WebhookWorker
 from .ws.heartbeat import Heartbeat
 from .ws.hub import Hub
@@ -33,9 +41,16 @@ log = logging.getLogger(__name__)
 
 def redis_client(url: str, pool_max: int = 50) -> aioredis.Redis:
     """A Redis client over a bounded pool: a burst (hundreds of sockets closing at once) waits
-    up to 10 s for a free connection instead of failing with "Too many connections"."""
+    up to 10 s for a free connection instead of failing with "Too many connections".
+
+    A command that finds its connection closed is sent once more on a new one: after a Redis
+    restart every idle pooled connection is dead, and redis-py's check when it hands one out
+    does not always see it (with the hiredis reader). Timeouts are not retried (the command
+    may have run).
+    """
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30)
+        url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     return aioredis.Redis.from_pool(pool)
 
 
@@ -111,6 +126,29 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         await worker.stop()
 
 
+async def support_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The support workflow: the assistant answering visitors first, the queue and its recalculator."""
+    settings = app[SETTINGS]
+    support = Support(app[DB], app[BUS], QueueBoard(app[REDIS], app[PRESENCE].process_id), app[WRITER])
+    app[SUPPORT] = support
+    assistant = make_assistant(settings)
+    replies = app[REPLIES] = ReplyTasks(settings.ai_reply_concurrency)
+    if settings.bot_enabled:
+        app[CHAT_HOOKS].after_visitor_message.append(Responder(app[DB], assistant, support, replies).after_visitor_message)
+    worker = app[QUEUE_WORKER] = QueueWorker(support, step=settings.queue_step,
+                                             refresh=settings.queue_refresh)
+    await assistant.start()
+    try:
+        worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+            await replies.stop()
+    finally:
+        await assistant.close()
+
+
 async def close_sockets(app: web.Application) -> None:
     """on_shutdown: close every WebSocket with 1001 Going Away, all at once (a silent peer delays no one)."""
     await asyncio.gather(*(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
@@ -147,6 +185,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)
     app.cleanup_ctx.append(webhooks_ctx)
+    app.cleanup_ctx.append(support_ctx)
     app.on_response_prepare.append(add_common_headers)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)

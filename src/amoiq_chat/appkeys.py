@@ -14,9 +14,12 @@ if TYPE_CHECKING:
     from .bus import Bus
     from .services.chat import ChatHooks
     from .services.presence import Presence
+    from .services.replies import ReplyTasks
+    from .services.support import Support
     from .services.widgets import PublicWidgets
     from .services.writer import MessageWriter
     from .ws.hub import Hub
+    from .workers.queue import QueueWorker
     from .workers.webhooks import WebhookWorker
     from .ws.sequencer import ReplaySource
     from .ws.transport import Socket
@@ -45,3 +48,8 @@ REPLAY: web.AppKey[ReplaySource] = web.AppKey("replay")  # where sockets read th
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 CHAT_HOOKS: web.AppKey[ChatHooks] = web.AppKey("chat_hooks")
 WEBHOOK_WORKER: web.AppKey[WebhookWorker] = web.AppKey("webhook_worker")  # delivers webhooks; sends test pings
+
+# The support workflow: escalation, queue, assignment, ratings; the assistant's replies; the recalculator.
+SUPPORT: web.AppKey[Support] = web.AppKey("support")
+REPLIES: web.AppKey[ReplyTasks] = web.AppKey("replies")
+QUEUE_WORKER: web.AppKey[QueueWorker] = web.AppKey("queue_worker")

@@ -17,6 +17,7 @@ from .services.webhooks import EVENTS as WEBHOOK_EVENTS, MESSAGE_CREATED
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
 PRECHAT_TYPES = ("text", "email", "tel", "select")
 KEY_KINDS = ("publishable", "secret")
+ASSIGNMENTS = ("manual", "auto")
 COLOR = Regexp(r"^#[0-9A-Fa-f]{6}$", error="must be a colour like #1a2b3c")
 USERNAME = Regexp(r"^[A-Za-z0-9_.-]+$", error="may contain only letters, digits, '_', '.' and '-'")
 # A host name, optionally "*." for any subdomain; no scheme, path or port.
@@ -107,6 +108,7 @@ class AgentSchema(Strict):
     password = Str(required=True, validate=new_password)
     full_name = text(1, 255, required=True)
     is_active = StrictBool()
+    max_concurrent_chats = fields.Integer(strict=True, validate=Range(1, 100))  # auto assignment's limit
 
 
 class ApiKeySchema(Strict):
@@ -125,6 +127,7 @@ class TenantSchema(Strict):
     name = text(1, 255)
     identity_verification = StrictBool(data_key="identityVerification")
     session_resume = Str(data_key="sessionResume", validate=OneOf(SESSION_RESUME))
+    assignment = Str(validate=OneOf(ASSIGNMENTS))
 
 
 # Widgets -----------------------------------------------------------------------------------
@@ -299,20 +302,14 @@ class HistoryQuery(Lenient):
 
 # Webhooks ----------------------------------------------------------------------------------
 
-def no_control_characters(value: str) -> None:
-    """Refuse NUL and other control characters (a URL or a label has none)."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValidationError("must not contain control characters")
-
-
 class WebhookSchema(Strict):
     """POST /api/webhooks; with partial=True, PUT /api/webhooks/{id}."""
 
-    url = fields.String(required=True, validate=[Length(1, 2048), no_control_characters])
-    events = fields.List(fields.String(validate=OneOf(WEBHOOK_EVENTS)), validate=Length(1, len(WEBHOOK_EVENTS)),
+    url = Str(required=True, validate=Length(1, 2048))
+    events = fields.List(Str(validate=OneOf(WEBHOOK_EVENTS)), validate=Length(1, len(WEBHOOK_EVENTS)),
                          load_default=lambda: [MESSAGE_CREATED])
     active = StrictBool(load_default=True)
-    description = fields.String(validate=[Length(max=500), no_control_characters], load_default="")
+    description = Str(validate=Length(max=500), load_default="")
 
     @post_load
     def events_once(self, data: dict, **kwargs: Any) -> dict:
@@ -320,3 +317,28 @@ class WebhookSchema(Strict):
         if "events" in data:
             data["events"] = list(dict.fromkeys(data["events"]))
         return data
+
+
+# Support workflow ---------------------------------------------------------------------------
+
+class RatingFields(Lenient):
+    """A visitor's rating of a closed chat: 1-5 and an optional comment."""
+
+    rating = fields.Integer(strict=True, required=True, validate=Range(1, 5))
+    comment = Str(validate=Length(max=2000), multiline=True, allow_none=True, load_default=None)
+
+
+class RatingBody(RatingFields):
+    """POST /api/chat/rating (with the publishable key, the session's secret: SPEC section 12)."""
+
+    tenantId = Text255()
+    sessionId = SessionIdField(required=True)
+    sessionSecret = SessionSecret()
+
+
+class EscalateBody(Lenient):
+    """The optional body of POST /api/widgets/escalate/{siteKey}/{sessionId} and the `escalate` frame."""
+
+    reason = Str(validate=Length(max=255), allow_none=True, load_default=None)
+    customer_frustrated = StrictBool(allow_none=True)
+    sessionId = SessionIdField()

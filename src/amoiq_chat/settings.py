@@ -85,9 +85,14 @@ class Settings:
     webhook_reconcile_after: float = 120.0
     webhook_rotation_overlap: int = 86400
     webhook_disable_after: int = 86400
+    bot_enabled: bool = True
     bot_llm_url: str = ""
     bot_llm_model: str = ""
     bot_llm_api_key: str = ""
+    bot_llm_timeout: int = 10
+    ai_reply_concurrency: int = 32
+    queue_refresh: int = 5
+    queue_step: float = 1.0
     log_level: str = "INFO"
     seed_demo: bool = True
     # Not from the file: set by the caller (tests, embedded start-up).
@@ -174,6 +179,14 @@ def _convert(name: str, value: Any) -> Any:
         return _to_int(name, value, 3)
     if name == "ws_heartbeat":
         return _to_seconds(name, value, 0.05)
+    if name == "bot_llm_timeout":
+        return _to_int(name, value, 1, 120)
+    if name == "ai_reply_concurrency":
+        return _to_int(name, value, 1, 10000)
+    if name == "queue_step":
+        return _to_seconds(name, value, 0.01)
+    if name == "queue_refresh":
+        return _to_int(name, value, 1, 60)
     if name == "writer_linger_ms":
         return _to_int(name, value, 0, 50)
     if name.startswith("rate_limit_"):
@@ -182,7 +195,7 @@ def _convert(name: str, value: Any) -> Any:
         return _to_list(value)
     if name == "webhook_retry_schedule":
         return tuple(_to_seconds(name, part) for part in _to_list(value))
-    if name in ("webhook_allow_private", "webhook_delivery", "seed_demo"):
+    if name in ("webhook_allow_private", "webhook_delivery", "seed_demo", "bot_enabled"):
         return _to_bool(name, value)
     if name == "log_level":
         level = str(value).upper()

@@ -1,4 +1,4 @@
-"""Chat use cases shared by the HTTP routes and the sockets: post, accept, presence, typing."""
+"""Chat use cases shared by the HTTP routes and the sockets: post, history, presence, typing, revocation."""
 from __future__ import annotations
 
 import logging
@@ -7,10 +7,10 @@ from typing import Any, Awaitable, Callable
 
 import aiopg
 
-from ..bus import FOR_STAFF, FOR_VISITORS, Bus, encode_event, rooms
+from ..bus import FOR_STAFF, Bus, encode_event, rooms
 from ..errors import ValidationError
 from ..jsonutil import dumps, now_iso
-from ..store import messages as stored, widgets
+from ..store import messages as stored
 from . import messages, sessions
 from .presence import Gone, user_entry
 from .writer import Draft, MessageWriter, Stored
@@ -72,28 +72,6 @@ def ack_frame(stored: Stored, client_message_id: str | None) -> dict[str, Any]:
     return {"type": "ack", "clientMessageId": client_message_id, "id": stored.id, "seq": stored.seq,
             "sessionId": stored.row["session_id"], "duplicate": stored.duplicate,
             "timestamp": messages.timestamp(stored.row)}
-
-
-async def accept_chat(pool: aiopg.Pool, bus: Bus, tenant_id: str, session_id: str, staff: dict[str, Any]) -> dict:
-    """Give the chat to the agent if nobody holds it (first wins, across processes) and tell everyone."""
-    async with pool.acquire() as conn:
-        session = await sessions.accept(conn, tenant_id, session_id, staff["id"])
-        history = await stored.session_history(conn, session_id)
-        business = await widgets.business_name(conn, session["site_key"])
-    newest = history[-1]["seq"] if history else 0
-    accepted = {
-        "type": "chat_accepted", "sessionId": session_id,
-        "visitorName": session["visitor_name"] or "Customer", "businessName": business,
-        "messages": [messages.to_004(row) for row in history], "fullHistory": True, "timestamp": now_iso(),
-    }
-    joined = {"type": "agent_joined", "message": "A support agent has joined the chat!",
-              "agentName": staff["name"], "sessionId": session_id, "timestamp": now_iso()}
-    await bus.publish(rooms.agent(staff['id']), encode_event([(FOR_STAFF, dumps(accepted))],
-                                                           join={"sessionId": session_id, "since": newest}))
-    await bus.publish(rooms.conversation(session_id), encode_event([(FOR_VISITORS, dumps(joined))]))
-    if session["was_waiting"]:
-        await push_waiting_sessions(pool, bus, tenant_id)
-    return session
 
 
 async def history_page(pool: aiopg.Pool, tenant_id: str, *, session_id: str | None, user_id: str | None,

@@ -9,7 +9,7 @@ import psycopg2.errors
 
 from .. import db
 from ..credentials import hash_api_key, new_session_secret, random_id, user_hash_valid
-from ..errors import Conflict, Forbidden, SessionNotFound, Unauthorized, ValidationError
+from ..errors import Forbidden, SessionNotFound, Unauthorized, ValidationError
 from ..jsonutil import iso
 from ..store import accounts, sessions as store, tenants, widgets
 from .widgets import PublicWidgets, widget_not_found
@@ -105,20 +105,6 @@ async def find_session(conn: aiopg.Connection, session_id: str, tenant_id: str) 
     if row["tenant_id"] != tenant_id:
         raise Forbidden("This session belongs to another tenant")
     return row
-
-
-async def accept(conn: aiopg.Connection, tenant_id: str, session_id: str, agent_id: int) -> dict:
-    """Assign a non-closed session nobody else holds to the agent, atomically (first wins).
-
-    Returns the session row plus `was_waiting`; raises 404/403/409.
-    """
-    row = await store.assign_session(conn, tenant_id, session_id, agent_id)
-    if row is not None:
-        return row
-    current = await find_session(conn, session_id, tenant_id)
-    if current["status"] == "closed":
-        raise Conflict("This chat is closed")
-    raise Conflict("This chat was already accepted by another agent")
 
 
 async def waiting_sessions(conn: aiopg.Connection, tenant_id: str) -> list[dict]:

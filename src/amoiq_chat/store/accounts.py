@@ -9,8 +9,9 @@ from .. import db
 from . import assignments, column_list
 
 ADMIN_COLUMNS = "id, tenant_id, username, email, created_at"
-AGENT_COLUMNS = "id, tenant_id, username, email, full_name, is_active, is_online, last_active, created_at, updated_at"
-AGENT_WRITABLE = ("username", "email", "password_hash", "full_name", "is_active")
+AGENT_COLUMNS = ("id, tenant_id, username, email, full_name, is_active, is_online, last_active, created_at, updated_at,"
+                 " max_concurrent_chats")
+AGENT_WRITABLE = ("username", "email", "password_hash", "full_name", "is_active", "max_concurrent_chats")
 
 
 async def admin_for_login(conn: aiopg.Connection, email: str) -> dict | None:

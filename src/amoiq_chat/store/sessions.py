@@ -64,21 +64,6 @@ async def last_seq(conn: aiopg.Connection, session_id: str) -> int:
     return row["last_seq"] if row else 0
 
 
-async def assign_session(conn: aiopg.Connection, tenant_id: str, session_id: str, agent_id: int) -> dict | None:
-    """Give a non-closed session of the tenant that nobody else holds to the agent, in one statement
-    (first wins); the row plus `was_waiting`, or None when refused."""
-    return await db.fetch_one(
-        conn,
-        "UPDATE sessions s SET assigned_agent_id = %s, status = 'active', ai_mode = false,"
-        " accepted_at = now(), last_activity_at = now()"
-        " FROM (SELECT session_id, status FROM sessions WHERE session_id = %s FOR UPDATE) old"
-        " WHERE s.session_id = old.session_id AND s.tenant_id = %s AND s.status <> 'closed'"
-        " AND (s.assigned_agent_id IS NULL OR s.assigned_agent_id = %s)"
-        f" RETURNING {', '.join('s.' + c.strip() for c in SESSION_COLUMNS.split(','))}, old.status = 'waiting' AS was_waiting",
-        (agent_id, session_id, tenant_id, agent_id),
-    )
-
-
 async def waiting_sessions(conn: aiopg.Connection, tenant_id: str) -> list[dict]:
     """The tenant's waiting sessions, oldest escalation first, with their widget's name and seconds waited."""
     return await db.fetch_all(

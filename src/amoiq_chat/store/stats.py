@@ -28,15 +28,27 @@ SELECT
     (SELECT round(avg(rating), 1) FROM ratings WHERE tenant_id = %(tenant_id)s) AS satisfaction
 """
 
+# Per session an agent took: seconds from the handoff (escalation, or acceptance when the agent
+# took the chat from the assistant) to that agent's first reply after accepting.
+_FIRST_RESPONSES = """
+    SELECT EXTRACT(EPOCH FROM r.first_reply - least(coalesce(s.escalated_at, s.accepted_at), s.accepted_at)) AS seconds
+      FROM sessions s
+      CROSS JOIN LATERAL (
+            SELECT min(m.created_at) AS first_reply FROM messages m
+             WHERE m.session_id = s.session_id AND m.sender_type = 'agent' AND m.created_at >= s.accepted_at
+               AND m.sender_id = 'agent:' || s.assigned_agent_id) r
+     WHERE s.tenant_id = %(tenant_id)s AND s.accepted_at IS NOT NULL AND r.first_reply IS NOT NULL
+       AND s.assigned_agent_id = coalesce(%(agent_id)s, s.assigned_agent_id)
+"""
+
 # With %(agent_id)s NULL: every agent of the tenant together.
 AGENT_FIGURES = f"""
 SELECT
-    (SELECT count(*) FROM sessions WHERE tenant_id = %(tenant_id)s
+    (SELECT count(*) FROM sessions WHERE tenant_id = %(tenant_id)s AND accepted_at IS NOT NULL
         AND assigned_agent_id = coalesce(%(agent_id)s, assigned_agent_id)) AS chats_handled,
-    (SELECT count(*) FROM sessions WHERE tenant_id = %(tenant_id)s AND status = 'active'
+    (SELECT count(*) FROM sessions WHERE tenant_id = %(tenant_id)s AND status = 'active' AND NOT ai_mode
         AND assigned_agent_id = coalesce(%(agent_id)s, assigned_agent_id)) AS active_chats,
-    (SELECT avg(t.seconds) FROM ({_RESPONSE_TIMES}) t WHERE t.sender_type = 'agent'
-        AND (%(agent_id)s::bigint IS NULL OR t.sender_id = %(agent_id)s::text)) AS response_seconds,
+    (SELECT avg(t.seconds) FROM ({_FIRST_RESPONSES}) t) AS response_seconds,
     (SELECT round(avg(rating), 1) FROM ratings WHERE tenant_id = %(tenant_id)s
         AND agent_id = coalesce(%(agent_id)s, agent_id)) AS satisfaction
 """
@@ -48,5 +60,5 @@ async def tenant_overview(conn: aiopg.Connection, tenant_id: str) -> dict:
 
 
 async def agent_figures(conn: aiopg.Connection, tenant_id: str, agent_id: int | None) -> dict:
-    """Chats handled, active chats, mean response seconds and mean rating of one agent (or all)."""
+    """Chats taken, chats held now, mean first-response seconds and mean rating of one agent (or all)."""
     return await db.fetch_one(conn, AGENT_FIGURES, {"tenant_id": tenant_id, "agent_id": agent_id})

@@ -8,8 +8,8 @@ import aiopg
 from .. import db
 from . import assignments
 
-TENANT_COLUMNS = "id, name, identity_verification, identity_secret, session_resume, created_at, updated_at"
-TENANT_WRITABLE = ("name", "identity_verification", "session_resume")
+TENANT_COLUMNS = "id, name, identity_verification, identity_secret, session_resume, assignment, created_at, updated_at"
+TENANT_WRITABLE = ("name", "identity_verification", "session_resume", "assignment")
 
 
 async def tenant_by_id(conn: aiopg.Connection, tenant_id: str) -> dict | None:

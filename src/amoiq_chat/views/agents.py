@@ -20,6 +20,7 @@ def agent_json(row: dict) -> dict:
         "id": row["id"], "username": row["username"], "email": row["email"], "full_name": row["full_name"],
         "is_active": row["is_active"], "is_online": row["is_online"], "last_active": iso(row["last_active"]),
         "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+        "max_concurrent_chats": row["max_concurrent_chats"],
     }
 
 

@@ -18,7 +18,8 @@ def tenant_json(row: dict) -> dict:
     """The tenant's settings (SPEC 12), identity secret included: only its admin sees this."""
     return {
         "id": row["id"], "name": row["name"], "identityVerification": row["identity_verification"],
-        "identitySecret": row["identity_secret"], "sessionResume": row["session_resume"], "createdAt": iso(row["created_at"]),
+        "identitySecret": row["identity_secret"], "sessionResume": row["session_resume"], "assignment": row["assignment"],
+        "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
     }
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 
@@ -9,13 +10,15 @@ from .. import auth, credentials
 from ..bus import FOR_STAFF, FOR_VISITORS, rooms
 from ..errors import Forbidden, Unauthorized, ValidationError
 from ..jsonutil import now_iso
-from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, WRITER
+from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, SUPPORT, WRITER
 from ..services import chat, sessions
 from ..store import sessions as stored_sessions
 from ..schemas import message_text
 from .frames import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
 from .registry import Registry, new_socket, read_frames
 from .connection import Connection
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 agent_frames = Registry("agent")
@@ -48,6 +51,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     conn.tenant_id = staff["tenant_id"]
     conn.staff = staff
     conn.start(request)
+    available = False
     try:
         hub_rooms = [rooms.tenant(conn.tenant_id), rooms.admin(conn.tenant_id),
                      rooms.agent(staff["id"]) if staff["role"] == credentials.AGENT else rooms.user(staff["id"])]
@@ -60,10 +64,22 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
                 held = await stored_sessions.assigned_session_ids(db_conn, staff["id"])
             for session_id in held:
                 await conn.follow(session_id)
+            await app[SUPPORT].board.agent_connected(conn.tenant_id, staff["id"])  # available from now on
+            available = True
         await read_frames(conn, agent_frames)
     finally:
-        await asyncio.shield(conn.stop())  # completes even when aiohttp cancels a lost connection's handler
+        await asyncio.shield(_close(conn, available))  # completes even when aiohttp cancels a lost connection's handler
     return ws
+
+
+async def _close(conn: Connection, available: bool) -> None:
+    """Availability first (the queue may move), then stop the socket."""
+    if available:
+        try:
+            await conn.app[SUPPORT].board.agent_disconnected(conn.tenant_id, conn.staff["id"])
+        except Exception as exc:  # Redis trouble: the entry expires by itself once no process renews it
+            log.warning("availability of agent %s not cleared: %s", conn.staff["id"], exc)
+    await conn.stop()
 
 
 async def _session_of_tenant(conn: Connection, session_id: str) -> dict:
@@ -84,7 +100,7 @@ async def on_accept_chat(conn: Connection, frame: dict) -> None:
     """Take the chat if nobody holds it; every socket of this agent gets chat_accepted, the loser an error."""
     if conn.staff["role"] != credentials.AGENT:
         raise Forbidden("Only agents accept chats; admins can follow one with a sync frame")
-    await chat.accept_chat(conn.app[DB], conn.app[BUS], conn.tenant_id, frame["sessionId"], conn.staff)
+    await conn.app[SUPPORT].accept(conn.tenant_id, frame["sessionId"], conn.staff)
 
 
 @agent_frames.handler("send_message", SendMessageFrame())

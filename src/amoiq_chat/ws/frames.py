@@ -5,7 +5,8 @@ import re
 
 from marshmallow import fields, validate
 
-from ..schemas import MAX_TEXT, HasText, Lenient, SessionIdField, Text255, VisitorFields, message_text
+from ..schemas import (MAX_TEXT, EscalateBody, HasText, Lenient, RatingFields, SessionIdField, Text255, VisitorFields,
+                       message_text)
 from ..untrusted import control_problem
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
@@ -76,3 +77,11 @@ class NoFields(Lenient):
     """Frames whose fields are all optional (get_waiting_sessions, get_online_users)."""
 
     tenantId = Text255()
+
+
+class EscalateFrame(EscalateBody):
+    """The visitor's `escalate`: the same as POST /api/widgets/escalate/{siteKey}/{sessionId}."""
+
+
+class RatingFrame(RatingFields):
+    """The visitor's `rating` of their closed chat."""
