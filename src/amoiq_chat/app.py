@@ -13,6 +13,8 @@ from aiohttp import WSCloseCode, web
 from . import db
 from .bus import Bus
 from .appkeys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
+from .appkeys import ASSETS
+from .assets import load_assets
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
@@ -128,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETS] = set()
     app[STARTED_AT] = time.time()
     app[PUBLIC_WIDGETS] = PublicWidgets()
+    app[ASSETS] = load_assets()
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .views import agents, auth, chat, health, keys, tenant, widgets
+from .views import agents, auth, chat, frontend, health, keys, tenant, widgets
 from .ws import agent as ws_agent
 from .ws import visitor as ws_visitor
 
 # Route tables of the view modules, in the order they are added.
 ROUTE_TABLES = (health.routes, auth.routes, agents.routes, keys.routes, tenant.routes, widgets.routes,
-                chat.routes, ws_agent.routes, ws_visitor.routes)
+                chat.routes, frontend.routes, ws_agent.routes, ws_visitor.routes)
 
 # Route names (the `name=` of each route) that answer CORS requests from any origin:
 # what the widget calls from customers' websites. Everything else answers CORS_ORIGINS only.
 PUBLIC_ROUTES = frozenset({"health", "widget_config", "chat_anonymous_token", "chat_session", "webchat_message",
-                           "chat_post_message", "chat_messages"})
+                           "chat_post_message", "chat_messages", "widget_js"})
 
 
 def setup_routes(app: web.Application) -> None:
