@@ -125,7 +125,10 @@ class Widget:
                 return True
             return False
 
-        self.browser.wait(check, what, timeout)
+        try:
+            self.browser.wait(check, what, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the widget showed {self.state()}") from None
         return found
 
     def root(self):
@@ -136,7 +139,7 @@ class Widget:
     def open(self) -> dict:
         """Click the launcher and wait until the panel is open (and the widget configured)."""
         self.root().find_element(By.CSS_SELECTOR, ".launch").click()
-        return self.until(lambda s: s["panelOpen"] and (s["composer"] or s["refused"]), "the open panel")
+        return self.until(lambda s: s["panelOpen"] and (s["composer"] or s["refused"]), "the open, configured panel")
 
     def connected(self) -> dict:
         """Wait until the widget has joined its conversation (no connecting/reconnecting bar)."""

@@ -127,6 +127,7 @@
   } else { root.appendChild(el("style", { text: CSS })); }
   root.appendChild(wrap);
 
+  render();
   composer.addEventListener("submit", function (e) { e.preventDefault(); submitText(); });
   input.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submitText(); }
@@ -154,6 +155,7 @@
     // m: {seq, id, sender: user|agent|bot|system, text, name}
     if (m.seq) lastSeq = Math.max(lastSeq, m.seq);
     if (m.seq && rendered[m.seq]) return;
+    if (welcomeEl && m.sender === "bot" && cfg && m.text === cfg.welcomeMessage) { welcomeEl.remove(); welcomeEl = null; }
     var node;
     if (m.sender === "system") { node = el("p", { class: "note", text: m.text }); }
     else if (m.sender === "user") { node = bubble("me", "You", m.text); }
@@ -370,7 +372,11 @@
     log.textContent = ""; rendered = {}; pendingEls = {}; lastSeq = 0; mode = "ai"; agentName = "";
     if (cfg) showWelcome();
   }
-  function showWelcome() { if (cfg.welcomeMessage) log.appendChild(bubble("agent", cfg.businessName || "", cfg.welcomeMessage)); }
+  // Shown at once; when the assistant stores the welcome as its first message, that one replaces it.
+  var welcomeEl = null;
+  function showWelcome() {
+    if (cfg.welcomeMessage) welcomeEl = log.appendChild(bubble("agent", cfg.businessName || "", cfg.welcomeMessage));
+  }
 
   // ---- sending ----
   function submitText() {
@@ -552,7 +558,7 @@
   function boot(tries) {
     call("GET", "/api/widgets/" + encodeURIComponent(SITE_KEY) + "/config").then(function (c) {
       applyConfig(c);
-      if (saved.sessionId) start(); // a conversation under way: connect now, for the unread count
+      if (saved.sessionId || isOpen) start(); // a conversation under way (for the unread count), or opened already
     }, function (err) {
       host.className = "bottom-right"; host.style.setProperty("--p", "#57606a");
       if (err.status === 403) refuse("This chat is not available on this website.");
