@@ -253,7 +253,9 @@
   function ensureToken(force) {
     if (!force && saved.token && saved.tokenExp - Date.now() > 60000) return Promise.resolve(saved.token);
     return call("POST", "/api/chat/anonymous-token", visitorFields(), PK).then(function (data) {
-      save({ token: data.token, tokenExp: Date.now() + data.expiresIn * 1000, sessionId: data.sessionId });
+      var changes = { token: data.token, tokenExp: Date.now() + data.expiresIn * 1000, sessionId: data.sessionId };
+      if (data.sessionSecret) changes.sessionSecret = data.sessionSecret;
+      save(changes);
       return data.token;
     });
   }
@@ -501,7 +503,8 @@
   function restart() {
     forgetSession(); clearLog(); ratingCard = null; joinedOnce = false;
     if (ws) { var old = ws; ws = null; old.close(); }
-    joined = false; render(); start();
+    joined = false; render();
+    if (isOpen) start();
   }
 
   // ---- pre-chat form ----
