@@ -149,7 +149,7 @@
     var after = null;
     Object.keys(rendered).forEach(function (s) { if (+s > seq && (!after || +s < +after.dataset.seq)) after = rendered[s]; });
     var firstPending = log.querySelector(".m.wait");
-    log.insertBefore(node, after || firstPending || null);
+    log.insertBefore(node, after || firstPending || ratingCard || null);
   }
   function showMessage(m) {
     // m: {seq, id, sender: user|agent|bot|system, text, name}
@@ -236,8 +236,9 @@
   function applyStatus(status, aiMode) {
     if (status === "closed") mode = "closed";
     else if (status === "waiting") mode = "waiting";
-    else mode = aiMode === false ? "agent" : "ai";
+    else if (status === "active" && aiMode !== undefined) mode = aiMode === false ? "agent" : "ai";
     render();
+    if (mode === "closed" && !saved.rated) showRating();
   }
   // Create the session (or, with a stored one, resume it and learn its status). Publishable-key mode only.
   function openSession() {
@@ -247,7 +248,7 @@
       if (data.sessionId !== saved.sessionId) { changes.token = null; changes.tokenExp = 0; }
       save(changes);
       applyStatus(data.status, data.aiMode);
-      if (data.status === "waiting") refreshQueue();
+      if (data.status === "waiting") refreshStatus();
     });
   }
   function ensureToken(force) {
@@ -317,6 +318,7 @@
   }
   function send(frame) { if (ws && wsOpen) ws.send(JSON.stringify(frame)); }
   function onJoined(frame) {
+    if (!PK && !joinedOnce) refreshStatus(); // the tokenless widget learns a resumed session's status here
     joined = true; joinedOnce = true; attempt = 0;
     if (frame.sessionSecret) save({ sessionSecret: frame.sessionSecret });
     render();
@@ -460,10 +462,13 @@
       }, function (err) { note("We could not reach a person just now (" + err.message + "). Please try again."); })
       .then(function () { humanBtn.disabled = false; });
   }
-  function refreshQueue() {
+  // The session's status and queue figures from the public route (after a reload; the socket then keeps them live).
+  function refreshStatus() {
     call("GET", "/api/widgets/queue-position/" + encodeURIComponent(SITE_KEY) + "/" + encodeURIComponent(saved.sessionId))
-      .then(function (res) { var d = res.data || {}; if (d.status === "waiting" || !d.status) queueFigures(d.position, d.estimatedWait); },
-        function () { /* an older server: the next queue_update will say */ });
+      .then(function (res) {
+        var d = res.data || {};
+        if (d.status === "waiting") queueFigures(d.position, d.estimatedWait); else if (d.status) applyStatus(d.status);
+      }, function () { /* an older server: the next queue_update will say */ });
   }
   var ratingCard = null, chosen = 0;
   function showRating() {
