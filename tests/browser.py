@@ -236,7 +236,7 @@ def set_up_tenant(base: str, **widget: Any) -> dict:
                                                "welcome_message": "Hello! Ask us anything.", **widget}, token)
     agent = api(base, "POST", "/api/agents", {"username": f"agent_{tag}", "email": f"agent_{tag}@example.com",
                                                "password": PASSWORD, "full_name": f"Alice {tag}"}, token)["data"]["agent"]
-    return {"tenant_id": data["tenant"]["id"], "publishable_key": data["tenant"]["publishableKey"], "admin_token": token,
+    return {"tenant_id": data["tenant"]["id"], "admin_email": f"owner_{tag}@example.com", "publishable_key": data["tenant"]["publishableKey"], "admin_token": token,
             "site_key": made["data"]["widget"]["site_key"], "business_name": f"Acme {tag}", "agent_email": agent["email"], "agent_name": agent["full_name"],
             "agent_id": agent["id"]}
 

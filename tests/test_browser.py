@@ -223,6 +223,28 @@ def test_console_login_queue_accept_and_reply(visitor, agent, site, servers, ten
                                                                      ("agent", "Hi, this is Alice")]
 
 
+def test_admin_follows_and_answers_a_chat_in_the_console(visitor, agent, site, servers, tenant, db_conn):
+    widget = Widget(visitor, tenant["site_key"])
+    visitor.driver.get(shop_page(site, servers, tenant))
+    widget.open()
+    session_id = widget.connected()["stored"]["sessionId"]
+    widget.say("A question for the owner")
+    widget.until(acked("A question for the owner"), "the visitor's message")
+
+    console = Console(agent, servers["b"].url)
+    console.log_in(tenant["admin_email"], PASSWORD, role="admin")
+    console.until(lambda s: s["online"] and s["visitors"], "the online visitor")
+    console.press("online", "Anonymous visitor", "View")  # admins follow a chat; they do not take it
+    console.until(lambda s: "A question for the owner" in s["messages"], "the chat's history")
+    console.reply("The owner here")
+    widget.until(lambda s: "The owner here" in texts(s), "the admin's reply in the widget")
+    widget.say("Thanks!")
+    console.until(lambda s: "Thanks!" in s["messages"], "the visitor's next message, live in the console")
+    agent.shot("01-admin-following")
+    assert [m[:2] for m in stored_messages(db_conn, session_id)] == [
+        ("visitor", "A question for the owner"), ("agent", "The owner here"), ("visitor", "Thanks!")]
+
+
 def test_widget_reconnects_after_its_server_restarts(visitor, agent, site, servers, tenant, settings, db_conn):
     widget = Widget(visitor, tenant["site_key"])
     visitor.driver.get(shop_page(site, servers, tenant))
