@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench migrate clean
+.PHONY: run test bench migrate clean browser
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,21 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(BIN)/amoiq-chat serve
 
-## Run the whole test suite.
-test: $(STAMP)
+## Debian's Chromium and its driver for the browser tests: installed with apt-get when missing (as root),
+## otherwise a message saying how.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver fonts-dejavu-core >/dev/null; \
+	else \
+	  echo "The browser tests need Debian's Chromium: run 'sudo apt-get install chromium chromium-driver'" \
+	    "(or 'make test' as root, which installs them), then 'make test' again." >&2; exit 1; \
+	fi
+
+## Run the whole test suite (the browser tests included).
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 ## Apply database migrations only.

@@ -137,8 +137,8 @@ async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = FRAM
 class ServerProcess:
     """`python -m amoiq_chat serve --port P` against the test services."""
 
-    def __init__(self, settings: Settings, **env: str) -> None:
-        self.port = free_port()
+    def __init__(self, settings: Settings, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()  # a port of its own, or the one of a process it replaces
         self.terminated = False
         env = {"RATE_LIMIT_HTTP": "100000/60", "RATE_LIMIT_AUTH": "100000/60", "RATE_LIMIT_WS": "1000/1",
                "BOT_ENABLED": "0", **env}

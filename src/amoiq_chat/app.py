@@ -15,8 +15,9 @@ from aiohttp import WSCloseCode, web
 
 from . import db
 from .bus import Bus
-from .appkeys import (BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, QUEUE_WORKER, RATE_COUNTERS, REDIS, REPLAY, REPLIES,
-                      SETTINGS, SOCKETS, STARTED_AT, SUPPORT, WEBHOOK_WORKER, WRITER)
+from .appkeys import (ASSETS, BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, QUEUE_WORKER, RATE_COUNTERS, REDIS, REPLAY,
+                      REPLIES, SETTINGS, SOCKETS, STARTED_AT, SUPPORT, WEBHOOK_WORKER, WRITER)
+from .assets import load_assets
 from .assistant import make_assistant
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
@@ -181,6 +182,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETS] = set()
     app[STARTED_AT] = time.time()
     app[PUBLIC_WIDGETS] = PublicWidgets()
+    app[ASSETS] = load_assets()
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)

@@ -11,6 +11,7 @@ from .ratelimit import WindowCounters
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .assets import Asset
     from .bus import Bus
     from .services.chat import ChatHooks
     from .services.presence import Presence
@@ -33,6 +34,7 @@ SOCKETS: web.AppKey[set[Socket]] = web.AppKey("sockets")
 STARTED_AT = web.AppKey("started_at", float)
 PUBLIC_WIDGETS: web.AppKey[PublicWidgets] = web.AppKey("public_widgets")  # widget rows kept for the public config
 RATE_COUNTERS = web.AppKey("rate_counters", WindowCounters)  # the HTTP rate limit's windows, counted per loop tick
+ASSETS: web.AppKey[dict[str, Asset]] = web.AppKey("assets")  # the front ends' files (widget, console, demo page)
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)

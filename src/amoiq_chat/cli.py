@@ -79,11 +79,19 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def seed_demo(pool) -> str | None:
-    """On an empty database, create a demo tenant, admin, agent and widget; return what to print."""
+async def seed_demo(pool) -> tuple[str | None, bool]:
+    """On an empty database, create a demo tenant, admin, agent and widget; return what to print, and
+    whether the demo page has a widget to show."""
     from .services import demo
 
-    return await demo.seed_if_empty(pool)
+    return await demo.seed_if_empty(pool), await demo.demo_embed(pool) is not None
+
+
+def demo_urls(settings: Settings) -> str:
+    """The lines that point a newcomer at the demo page and the agent console."""
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    base = f"http://{host}:{settings.port}"
+    return f"Demo page (the demo widget on a web page): {base}/demo\nAgent console: {base}/console"
 
 
 async def _settle_heap(app) -> None:
@@ -135,9 +143,12 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Serve HTTP and WebSockets; with --workers N, N processes on one port."""
     settings = settings.replace(host=args.host or settings.host, port=args.port if args.port is not None else settings.port)
-    _, printed = asyncio.run(_with_pool(settings, seed_demo if settings.seed_demo else None))
+    _, seeded = asyncio.run(_with_pool(settings, seed_demo if settings.seed_demo else None))
+    printed, has_demo = seeded or (None, False)
     if printed:
         print(printed, flush=True)
+    if has_demo:
+        print(demo_urls(settings), flush=True)
     workers = args.workers or 1
     if workers == 1 and not os.environ.get("AMOIQ_REUSE_PORT"):
         _serve_one(settings, reuse_port=False)

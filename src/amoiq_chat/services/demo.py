@@ -7,8 +7,10 @@ import aiopg
 
 from .. import db
 from ..credentials import hash_password, random_id
-from ..store import accounts, tenants, widgets
+from ..store import accounts, demo as store, tenants, widgets
 from .tenants import create_tenant_with_admin
+
+DEMO_ADMIN_EMAIL = "admin@demo.local"  # also how the demo page finds the demo tenant
 
 DEMO_FAQ = [
     {"keywords": ["price", "pricing", "cost"], "answer": "Our plans start at $10 a month; see the pricing page for details."},
@@ -23,7 +25,7 @@ async def seed_if_empty(pool: aiopg.Pool) -> str | None:
             return None
     admin_password = secrets.token_urlsafe(12)
     agent_password = secrets.token_urlsafe(12)
-    tenant = await create_tenant_with_admin(pool, username="demo_admin", email="admin@demo.local",
+    tenant = await create_tenant_with_admin(pool, username="demo_admin", email=DEMO_ADMIN_EMAIL,
                                             password=admin_password, name="Demo Company")
     agent_hash = await hash_password(agent_password)
     site_key = random_id("widget")
@@ -36,10 +38,16 @@ async def seed_if_empty(pool: aiopg.Pool) -> str | None:
         "",
         "Demo tenant created (shown this once):",
         f"  tenant id        {tenant.tenant_id}",
-        f"  admin            admin@demo.local / {admin_password}   (POST /api/auth/login)",
+        f"  admin            {DEMO_ADMIN_EMAIL} / {admin_password}   (POST /api/auth/login)",
         f"  agent            agent@demo.local / {agent_password}   (POST /api/auth/agent-login)",
         f"  widget siteKey   {site_key}   (GET /api/widgets/{site_key}/config)",
         f"  publishable key  {tenant.publishable_key}",
         f"  secret key       {tenant.secret_key}",
         "",
     ])
+
+
+async def demo_embed(pool: aiopg.Pool) -> dict | None:
+    """The demo widget's site key and a publishable key of its tenant (None without the demo tenant)."""
+    async with pool.acquire() as conn:
+        return await store.demo_embed(conn, DEMO_ADMIN_EMAIL)
