@@ -9,6 +9,7 @@ from typing import AsyncIterator
 import aiohttp_cors
 import redis.asyncio as aioredis
 from aiohttp import WSCloseCode, web
+from redis.maint_notifications import MaintNotificationsConfig
 
 from . import db
 from .bus import Bus
@@ -30,9 +31,15 @@ log = logging.getLogger(__name__)
 
 def redis_client(url: str, pool_max: int = 50) -> aioredis.Redis:
     """A Redis client over a bounded pool: a burst (hundreds of sockets closing at once) waits
-    up to 10 s for a free connection instead of failing with "Too many connections"."""
+    up to 10 s for a free connection instead of failing with "Too many connections".
+
+    Maintenance notifications (a managed-Redis feature) are off: with them on, as redis-py 8
+    has them by default, the pool hands out idle connections without checking that the
+    server has not closed them, and after a Redis restart commands kept failing on the dead
+    ones for as long as they stayed in the pool."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30)
+        url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False))
     return aioredis.Redis.from_pool(pool)
 
 
