@@ -32,6 +32,7 @@ from ..bus import Bus, Event, rooms
 from ..bus.announce import Announcer
 from ..errors import InternalError, SessionNotFound
 from ..jsonutil import dumps_str, iso
+from ..outages import failure
 from ..tasks import cancel_and_wait
 from . import messages
 
@@ -176,7 +177,7 @@ class _Shard:
 
 def _refuse(batch: list[tuple[Draft, asyncio.Future]], exc: BaseException) -> None:
     """Fail every sender of a batch that could not be stored (each may retry)."""
-    error = InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
+    error = failure(exc, "The message could not be stored; please retry")
     for _, future in batch:
         if not future.done():
             future.set_exception(error)
