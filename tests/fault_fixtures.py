@@ -11,7 +11,7 @@ from pathlib import Path
 
 from amoiq_chat.settings import Settings
 
-from .conftest import CLI, cli_env, free_port
+from .conftest import CLI, cli_env, free_port, wait_for_port
 
 
 def children(pid: int) -> set[int]:
@@ -100,3 +100,52 @@ class Supervised:
         except ProcessLookupError:
             pass
         self.process.wait(10)
+
+
+class OwnRedis:
+    """A redis-server of our own on a free port, which a test may kill and start again empty."""
+
+    def __init__(self) -> None:
+        from amoiq_chat.embedded import _redis_binary
+
+        self.port = free_port()
+        self.args = [_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = self._start()
+
+    @property
+    def url(self) -> str:
+        """Its URL (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _start(self) -> subprocess.Popen:
+        process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, process)
+        return process
+
+    def restart_empty(self) -> None:
+        """SIGKILL it (every client's connection drops, the data goes), then start it again, empty."""
+        self.process.kill()
+        self.process.wait(10)
+        self.process = self._start()
+
+    def stop(self) -> None:
+        """Stop it for good."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def __enter__(self) -> "OwnRedis":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def until_true(check, timeout: float, what: str) -> float:
+    """Poll `check()` until it is true; the seconds it took (fails the test after `timeout`)."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+    return time.monotonic() - started
