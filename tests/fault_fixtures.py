@@ -34,16 +34,18 @@ def health(url: str, timeout: float = 3.0) -> int:
 
 
 class Supervised:
-    """`amoiq-chat serve --workers N` against the test services (or the given Redis), logging to a file."""
+    """`amoiq-chat serve --workers N` (`serve` alone with workers=None) against the test services (or
+    the given Redis), logging to a file."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, workers: int = 2, host: str = "127.0.0.1", **env: str) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *, workers: int | None = 2, host: str = "127.0.0.1",
+                 **env: str) -> None:
         self.host, self.port = host, free_port()
         self.log_path = log_path
         env = {"RATE_LIMIT_HTTP": "100000/60", "RATE_LIMIT_AUTH": "100000/60", "RATE_LIMIT_WS": "1000/1",
                "LOG_LEVEL": "INFO", **env}
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*CLI, "serve", "--host", host, "--port", str(self.port), "--workers", str(workers)],
+                [*CLI, "serve", "--host", host, "--port", str(self.port), *(["--workers", str(workers)] if workers else [])],
                 env=cli_env(settings, **env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers = workers
 
@@ -64,6 +66,15 @@ class Supervised:
     def worker_pids(self) -> set[int]:
         """The supervisor's worker processes now."""
         return children(self.process.pid)
+
+    def wait_answering(self, timeout: float = 60.0) -> "Supervised":
+        """Block until /api/health answers 200."""
+        deadline = time.monotonic() + timeout
+        while health(self.url) != 200:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.url} not serving:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+        return self
 
     def wait_serving(self, timeout: float = 60.0, without: set[int] = frozenset()) -> set[int]:
         """Block until every worker serves (one "serving" line per worker pid, none of `without`); their pids."""
@@ -110,23 +121,28 @@ class OwnRedis:
 
         self.port = free_port()
         self.args = [_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = self._start()
+        self.process = self.start()
 
     @property
     def url(self) -> str:
         """Its URL (database 0)."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def _start(self) -> subprocess.Popen:
-        process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, process)
-        return process
+    def start(self) -> subprocess.Popen:
+        """Start it (empty) and wait until it accepts connections."""
+        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process)
+        return self.process
 
-    def restart_empty(self) -> None:
-        """SIGKILL it (every client's connection drops, the data goes), then start it again, empty."""
+    def kill(self) -> None:
+        """SIGKILL it: every client's connection drops, the data goes."""
         self.process.kill()
         self.process.wait(10)
-        self.process = self._start()
+
+    def restart_empty(self) -> None:
+        """Kill it, then start it again, empty."""
+        self.kill()
+        self.start()
 
     def stop(self) -> None:
         """Stop it for good."""
