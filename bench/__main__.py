@@ -21,13 +21,13 @@ import aiohttp
 import orjson
 import psutil
 
-from . import loadgen, profile, rounds
+from . import failover, loadgen, profile, rounds
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
 from .target import (RESULTS, ROOT, Backing, BackingCpu, Child, Tenant, analyze, git, pg_commits, server_checkout,
                      start_relay, start_server, verify, xlen)
 
-PARTS = ("relay", "server1", "server2", "idle", "http")
+PARTS = ("relay", "server1", "server2", "idle", "http", "failover")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -143,6 +143,8 @@ class Bench:
             total += 10 + load + relay_again + (idle if "idle" in parts else 0) + (2 * a.http_duration if "http" in parts else 0)
         if "server2" in parts:
             total += 10 + load + relay_again
+        if "failover" in parts:
+            total += 20
         return total
 
     async def messages(self, name: str, mode: str, ep: Endpoint, children: list[Child], check=None, profile_pid=None) -> None:
@@ -217,6 +219,9 @@ class Bench:
             run["x_relay_p50"] = ratio(run["p50_ms"], relay["p50_ms"])
             run["x_relay_p99"] = ratio(run["p99_ms"], relay["p99_ms"])
             run["x_relay_cpu"] = ratio(run["server_cpu_us_per_msg"], relay["server_cpu_us_per_msg"])
+        one = self.results["messages"].get(f"server-1p {mode}")
+        if name.startswith("server-2p") and one and "error" not in one:   # the cross-process tax
+            run["x_1p_cpu"] = ratio(run["server_cpu_us_per_msg"], one["server_cpu_us_per_msg"])
         self.results["messages"][name] = run
         self.progress.finish()
 
@@ -314,6 +319,8 @@ class Bench:
                                tenant.site_key, tenant.tenant_id, alternate=True)
                 await self.messages("server-2p fixed", "fixed", ep2, [server, other], check)
                 await self.messages("server-2p max", "max", ep2, [server, other], check)
+            if "failover" in a.parts:
+                await self.run_failover(backing, secret, tenant.site_key)
         except Exception as exc:  # the bench reports; it does not crash the run
             self.results.setdefault("server_error", f"{type(exc).__name__}: {exc}")
             for part, name in (("server1", "server-1p fixed"), ("server1", "server-1p max"),
@@ -329,6 +336,19 @@ class Bench:
             for child in children:
                 child.stop()
             backing.stop()
+
+    async def run_failover(self, backing: Backing, secret: str, site_key: str) -> None:
+        """`serve --workers 2`, one worker SIGKILLed under load: until its clients are served again."""
+        self.progress.start("failover: serve --workers 2, one worker killed", 20)
+        supervisor = start_server("server-supervised", backing, secret, workers=2)
+        try:
+            self.results["failover"] = await failover.measure(self.http, f"ws://127.0.0.1:{supervisor.port}", site_key,
+                                                              supervisor.popen.pid)
+        except Exception as exc:  # reported, not raised
+            self.results["failover"] = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            supervisor.stop()
+            self.progress.finish()
 
     async def server_http(self, server: Child, tenant: Tenant, pool) -> None:
         """GET /api/widgets/{siteKey}/config and POST /webchat/message, sessions with the assistant off."""
@@ -359,7 +379,7 @@ class Bench:
         try:
             if "relay" in self.args.parts:
                 await self.run_relay()
-            if self.args.parts & {"server1", "server2"}:
+            if self.args.parts & {"server1", "server2", "failover"}:
                 await self.run_server()
         finally:
             if self.relay is not None:
