@@ -340,15 +340,8 @@ class Bench:
     async def run_failover(self, backing: Backing, secret: str, site_key: str) -> None:
         """`serve --workers 2`, one worker SIGKILLed under load: until its clients are served again."""
         self.progress.start("failover: serve --workers 2, one worker killed", 20)
-        supervisor = start_server("server-supervised", backing, secret, workers=2)
-        try:
-            self.results["failover"] = await failover.measure(self.http, f"ws://127.0.0.1:{supervisor.port}", site_key,
-                                                              supervisor.popen.pid)
-        except Exception as exc:  # reported, not raised
-            self.results["failover"] = {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            supervisor.stop()
-            self.progress.finish()
+        self.results["failover"] = await failover.run(self.http, backing, secret, site_key)
+        self.progress.finish()
 
     async def server_http(self, server: Child, tenant: Tenant, pool) -> None:
         """GET /api/widgets/{siteKey}/config and POST /webchat/message, sessions with the assistant off."""

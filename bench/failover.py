@@ -1,7 +1,7 @@
 """The failover figure: how long a worker's clients go unserved when it dies under `serve --workers 2`.
 
 Visitors (tokenless, joined with the widget's siteKey) each send a message every 0.1 s and wait
-for its ack. One worker is SIGKILLed; every client whose socket it cut reconnects at once (and
+for its ack. The worker holding the most of their sockets is SIGKILLed; every client whose socket it cut reconnects at once (and
 every 20 ms after a refused attempt), joins again and sends again with the same clientMessageId.
 Its figure is the time from the kill to that message's ack. Also: how long until the supervisor
 has forked the worker's replacement.
@@ -18,6 +18,7 @@ import orjson
 import psutil
 
 from .loadgen import latency_summary
+from .target import Backing, start_server
 
 PACE = 0.1  # seconds between one client's messages
 RETRY = 0.02  # seconds between reconnection attempts
@@ -47,6 +48,12 @@ async def _acked(ws: aiohttp.ClientWebSocketResponse, cmid: str) -> None:
             if frame["type"] != "ack":
                 raise ConnectionResetError(frame.get("code"))
             return
+
+
+def _sockets(worker: psutil.Process) -> int:
+    """How many established TCP connections a worker holds (its clients' sockets)."""
+    connections = getattr(worker, "net_connections", None) or worker.connections   # psutil < 6 has only the latter
+    return sum(1 for conn in connections(kind="tcp") if conn.status == psutil.CONN_ESTABLISHED and conn.raddr)
 
 
 async def measure(http: aiohttp.ClientSession, base: str, site_key: str, supervisor_pid: int, clients: int = 40,
@@ -86,9 +93,9 @@ async def measure(http: aiohttp.ClientSession, base: str, site_key: str, supervi
     try:
         await asyncio.sleep(settle)
         supervisor = psutil.Process(supervisor_pid)
-        before = {p.pid for p in supervisor.children()}
-        victim = min(before)
-        os.kill(victim, signal.SIGKILL)
+        workers = supervisor.children()
+        before = {p.pid for p in workers}
+        os.kill(max(workers, key=_sockets).pid, signal.SIGKILL)   # the worker serving the most clients
         killed_at.append(loop.time())
         replaced_s = None
         deadline = killed_at[0] + timeout
@@ -103,3 +110,14 @@ async def measure(http: aiohttp.ClientSession, base: str, site_key: str, supervi
             "served_again_ms": latency_summary(sorted(1000 * s for s in served_again.values())),
             "replacement_forked_ms": None if replaced_s is None else round(1000 * replaced_s, 1),
             "errors": len(errors), "first_errors": sorted(set(errors))[:5]}
+
+
+async def run(http: aiohttp.ClientSession, backing: Backing, jwt_secret: str, site_key: str) -> dict:
+    """Start `serve --workers 2` on its own port, `measure`, stop it; a failure is reported, not raised."""
+    supervisor = await asyncio.to_thread(start_server, "server-supervised", backing, jwt_secret, 2)
+    try:
+        return await measure(http, f"ws://127.0.0.1:{supervisor.port}", site_key, supervisor.popen.pid)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        supervisor.stop()

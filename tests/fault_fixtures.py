@@ -156,12 +156,3 @@ class OwnRedis:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def until_true(check, timeout: float, what: str) -> float:
-    """Poll `check()` until it is true; the seconds it took (fails the test after `timeout`)."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
-    return time.monotonic() - started
