@@ -25,13 +25,17 @@ class PresenceWorker:
         self.bus = bus
         self.step = max(presence.ttl / 3, 0.2)
         self.swept = 0
+        self.lost = False  # Redis lost this process's presence, not yet restored
         self._task: asyncio.Task | None = None
 
     async def run_once(self) -> int:
         """Beat once (restoring this process's presence if Redis had lost it), then clear every dead
         process; return how many visitors went offline."""
         if not await self.presence.beat():
+            self.lost = True
+        if self.lost and self.bus.connected():  # (user_online said before the bus is back would be missed)
             back = await self.presence.restore()
+            self.lost = False
             for tenant_id, field, value in back:
                 await announce_online(self.bus, tenant_id, field, value)
             log.info("presence: Redis had lost this process's heartbeat; restored %d visitors (%d back online)",
