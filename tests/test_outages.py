@@ -2,12 +2,15 @@
 (503, retryable with the same clientMessageId), never INTERNAL_ERROR."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import psycopg2
 import pytest
 import redis.exceptions
 
+from amoiq_chat import db
 from amoiq_chat.appkeys import DB, SETTINGS
 from amoiq_chat.outages import failure
 from amoiq_chat.services.writer import WRITER_APPLICATION_NAME
@@ -84,3 +87,29 @@ async def test_a_rest_message_refused_by_a_lost_connection_is_503_with_retry_aft
     with db_conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM messages WHERE session_id = %s AND client_message_id = 'r-1'", (sid,))
         assert cur.fetchone() == (1,)
+
+
+async def test_a_request_waiting_for_a_pooled_connection_gets_a_new_one_when_the_one_in_use_dies(settings, db_conn):
+    pool = await db.create_pool(settings.database_url, 1, 1)
+    try:
+        async with pool.acquire() as busy:
+            pid = (await db.fetch_one(busy, "SELECT pg_backend_pid() AS pid"))["pid"]
+            waiting = asyncio.ensure_future(_select_one(pool))  # waits: the pool's one connection is in use
+            for _ in range(5):
+                await asyncio.sleep(0)  # (the waiter's turns: it finds no free connection and waits)
+            assert not waiting.done()
+            with db_conn.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(psycopg2.OperationalError):
+                await db.fetch_one(busy, "SELECT 1")
+        started = time.monotonic()
+        assert await asyncio.wait_for(waiting, 5) == 1  # not after the pool's 10 s wait
+        assert time.monotonic() - started < 5
+    finally:
+        pool.close()
+        await pool.wait_closed()
+
+
+async def _select_one(pool) -> int:
+    async with pool.acquire() as conn:
+        return (await db.fetch_one(conn, "SELECT 1 AS one"))["one"]
