@@ -21,13 +21,13 @@ import aiohttp
 import orjson
 import psutil
 
-from . import loadgen, profile, rounds, support, webhooks
+from . import failover, loadgen, profile, rounds, support, webhooks
 from .loadgen import Endpoint
 from .report import Progress, ratio, render, targets
 from .target import (RESULTS, ROOT, Backing, BackingCpu, Child, Tenant, analyze, git, pg_commits, server_checkout,
                      start_relay, start_server, verify, xlen)
 
-PARTS = ("relay", "server1", "server2", "idle", "http", "webhooks", "support")
+PARTS = ("relay", "server1", "server2", "idle", "http", "webhooks", "failover", "support")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -148,6 +148,8 @@ class Bench:
             total += 10 + load + relay_again
         if "support" in parts:
             total += 2 * a.duration + 30
+        if "failover" in parts:
+            total += 20
         return total
 
     async def messages(self, name: str, mode: str, ep: Endpoint, children: list[Child], check=None, profile_pid=None,
@@ -224,6 +226,9 @@ class Bench:
             run["x_relay_p50"] = ratio(run["p50_ms"], relay["p50_ms"])
             run["x_relay_p99"] = ratio(run["p99_ms"], relay["p99_ms"])
             run["x_relay_cpu"] = ratio(run["server_cpu_us_per_msg"], relay["server_cpu_us_per_msg"])
+        one = self.results["messages"].get(f"server-1p {mode}")
+        if name.startswith("server-2p") and one and "error" not in one:   # the cross-process tax
+            run["x_1p_cpu"] = ratio(run["server_cpu_us_per_msg"], one["server_cpu_us_per_msg"])
         self.results["messages"][name] = run
         self.progress.finish()
 
@@ -323,6 +328,8 @@ class Bench:
                 await self.messages("server-2p max", "max", ep2, [server, other], check)
             if "webhooks" in a.parts:   # after the message loads: they run with no endpoint anywhere
                 await webhooks.run(self, server, pool, redis_client, secret)
+            if "failover" in a.parts:
+                await self.run_failover(backing, secret, tenant.site_key)
             if "support" in a.parts:
                 for child in children:  # each support figure runs on servers of its own
                     child.stop()
@@ -344,6 +351,12 @@ class Bench:
             for child in children:
                 child.stop()
             backing.stop()
+
+    async def run_failover(self, backing: Backing, secret: str, site_key: str) -> None:
+        """`serve --workers 2`, one worker SIGKILLed under load: until its clients are served again."""
+        self.progress.start("failover: serve --workers 2, one worker killed", 20)
+        self.results["failover"] = await failover.run(self.http, backing, secret, site_key)
+        self.progress.finish()
 
     async def server_http(self, server: Child, tenant: Tenant, pool) -> None:
         """GET /api/widgets/{siteKey}/config and POST /webchat/message, sessions with the assistant off."""
@@ -382,7 +395,7 @@ class Bench:
         try:
             if "relay" in self.args.parts:
                 await self.run_relay()
-            if self.args.parts & {"server1", "server2", "webhooks", "support"}:
+            if self.args.parts & {"server1", "server2", "webhooks", "failover", "support"}:
                 await self.run_server()
         finally:
             if self.relay is not None:

@@ -157,11 +157,34 @@ def render(results: dict) -> str:
                  inclusive[i][0] if i < len(inclusive) else "", inclusive[i][1] if i < len(inclusive) else None]
                 for i in range(max(len(own), len(inclusive)))]
         out += [table(["self", "%", "inclusive (below the loop)", "%"], rows), ""]
+    out += scale_out(results)
     targets = results.get("targets", [])
     if targets:
         out += ["Targets (issue 5)", table(["target", "goal", "measured", "met"],
                                            [[t["name"], t["goal"], fmt(t["measured"], 3), t["met"]] for t in targets]), ""]
     return "\n".join(out)
+
+
+def scale_out(results: dict) -> list[str]:
+    """The cross-process tax (server CPU per delivered message, two processes against one) and the
+    failover figure (a worker SIGKILLed under `serve --workers 2`: until its clients are served again)."""
+    msgs, rows = results.get("messages", {}), []
+    for mode in ("fixed", "max"):
+        two = msgs.get(f"server-2p {mode}") or {}
+        if "x_1p_cpu" in two:
+            rows.append([f"server CPU per delivered message, 2 processes / 1 ({mode})", fmt(two["x_1p_cpu"], 2)])
+    fo = results.get("failover")
+    if fo and "error" in fo:
+        rows.append(["failover", f"not available: {fo['error']}"])
+    elif fo:
+        again = fo["served_again_ms"]
+        rows += [["failover: clients cut by the killed worker", f"{fo['cut']} of {fo['clients']}"
+                  f" ({fo['served_again']} served again)"],
+                 ["failover: from the kill to their next ack, p50 / max ms", f"{fmt(again['p50_ms'])} / {fmt(again['max_ms'])}"],
+                 ["failover: from the kill to the replacement forked, ms", fmt(fo["replacement_forked_ms"])]]
+    if not rows:
+        return []
+    return ["Scale-out and failover", table(["figure", "measured"], rows), ""]
 
 
 def targets(results: dict) -> list[dict]:

@@ -264,20 +264,21 @@ class Backing:
             self.embedded.stop()
 
 
-def start_server(name: str, backing: Backing, jwt_secret: str, settings: dict[str, str] | None = None) -> Child:
-    """Start one `amoiq-chat serve` process on a free port, rate limits raised, no demo seed; the assistant
-    off unless `settings` (environment variables) turn it on."""
+def start_server(name: str, backing: Backing, jwt_secret: str, settings: dict[str, str] | None = None,
+                 workers: int | None = None) -> Child:
+    """Start one `amoiq-chat serve` process (with `workers`, a supervisor of that many) on a free port,
+    rate limits raised, no demo seed; the assistant off unless `settings` (environment variables) turn it on."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url,
            "JWT_SECRET": jwt_secret, "SEED_DEMO": "0", "RATE_LIMIT_HTTP": HIGH_LIMIT, "RATE_LIMIT_AUTH": HIGH_LIMIT,
            "RATE_LIMIT_WS": HIGH_LIMIT, "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
            "HOST": "127.0.0.1", "WEBHOOK_ALLOW_PRIVATE": "1",   # the webhook runs' receiver is on loopback
            "BOT_ENABLED": "0", **(settings or {})}
-    env.pop("AMOIQ_REUSE_PORT", None)
     checkout = server_checkout()
     if checkout != ROOT:
         env["PYTHONPATH"] = str(checkout / "src")
-    child = Child(name, [sys.executable, "-m", "amoiq_chat", "serve", "--port", str(port)], env, port)
+    argv = [sys.executable, "-m", "amoiq_chat", "serve", "--port", str(port)] + (["--workers", str(workers)] if workers else [])
+    child = Child(name, argv, env, port)
     child.wait_ready("/api/health", 90)
     return child
 

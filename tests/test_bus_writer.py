@@ -9,7 +9,7 @@ import pytest
 
 from amoiq_chat import credentials
 from amoiq_chat.bus import FOR_STAFF, encode_event
-from amoiq_chat.errors import InternalError
+from amoiq_chat.errors import ServiceUnavailable
 from amoiq_chat.appkeys import BUS, DB, REDIS, SETTINGS, WRITER
 from amoiq_chat.services import sessions
 from amoiq_chat.services.writer import WRITER_APPLICATION_NAME, Draft
@@ -175,8 +175,9 @@ async def test_the_writer_opens_a_new_connection_after_losing_its_own(aiohttp_cl
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND application_name = %s", (WRITER_APPLICATION_NAME,))
         assert cur.fetchall() == [(True,)]
-    with pytest.raises(InternalError):  # the batch that finds it gone fails whole: the sender retries
+    with pytest.raises(ServiceUnavailable) as refused:  # the batch that finds it gone fails whole: the sender retries
         await writer.submit(Draft(tenant.id, sid, "visitor", "second", client_message_id="second"))
+    assert (refused.value.status, refused.value.code, refused.value.details["retryable"]) == (503, "SERVICE_UNAVAILABLE", True)
     again = await writer.submit(Draft(tenant.id, sid, "visitor", "second", client_message_id="second"))
     assert (again.seq, again.duplicate) == (2, False)
     with db_conn.cursor() as cur:

@@ -56,9 +56,9 @@ def test_serve_with_two_workers_shares_one_port(settings, tmp_path):
                                    env=cli_env(settings, LOG_LEVEL="INFO"), stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
-        wait_for_port(port, process)
-        for _ in range(20):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as resp:
+        wait_for_port(port, process)  # the supervisor's socket: connections wait there until a worker serves
+        for n in range(20):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=60 if n == 0 else 5) as resp:
                 assert resp.status == 200
                 assert json.loads(resp.read())["services"]["postgres"]["status"] == "up"
     finally:

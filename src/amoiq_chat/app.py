@@ -12,6 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from aiohttp import WSCloseCode, web
+from redis.maint_notifications import MaintNotificationsConfig
 
 from . import db
 from .bus import Bus
@@ -44,13 +45,15 @@ def redis_client(url: str, pool_max: int = 50) -> aioredis.Redis:
     """A Redis client over a bounded pool: a burst (hundreds of sockets closing at once) waits
     up to 10 s for a free connection instead of failing with "Too many connections".
 
-    A command that finds its connection closed is sent once more on a new one: after a Redis
-    restart every idle pooled connection is dead, and redis-py's check when it hands one out
-    does not always see it (with the hiredis reader). Timeouts are not retried (the command
-    may have run).
+    Maintenance notifications (a managed-Redis feature) are off: with them on, as redis-py 8
+    has them by default, the pool hands out idle connections without checking that the
+    server has not closed them, and after a Redis restart commands kept failing on the dead
+    ones for as long as they stayed in the pool. And a command that still finds its connection
+    closed is sent once more on a new one; timeouts are not retried (the command may have run).
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=pool_max, timeout=10, socket_connect_timeout=3, health_check_interval=30,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     return aioredis.Redis.from_pool(pool)
 

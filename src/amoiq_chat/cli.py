@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import db
+from . import db, server
 from .credentials import password_problem
 from .settings import ConfigError, Settings, ensure_jwt_secret, load_settings
 
@@ -22,7 +19,7 @@ log = logging.getLogger("amoiq_chat")
 @contextmanager
 def resolved(settings: Settings) -> Iterator[Settings]:
     """Yield settings with database/redis URLs and JWT secret set, embedded servers running if needed."""
-    embedded = None
+    embedded, owner = None, os.getpid()
     if settings.embedded:
         from .embedded import EmbeddedServers
 
@@ -33,7 +30,7 @@ def resolved(settings: Settings) -> Iterator[Settings]:
     try:
         yield ensure_jwt_secret(settings)
     finally:
-        if embedded is not None:
+        if embedded is not None and os.getpid() == owner:  # not in a worker forked from this process
             embedded.stop()
 
 
@@ -94,54 +91,8 @@ def demo_urls(settings: Settings) -> str:
     return f"Demo page (the demo widget on a web page): {base}/demo\nAgent console: {base}/console"
 
 
-async def _settle_heap(app) -> None:
-    gc.collect()
-    gc.freeze()
-
-
-async def _serve(settings: Settings, reuse_port: bool) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully (sockets get 1001, tasks stop).
-
-    Not `web.run_app`: it raises GracefulExit from the signal callback, and a signal arriving
-    at the wrong moment left a worker waiting for ever with the loop stopped under its tasks
-    (seen with uvloop, about once in 20 starts and stops of `serve --workers 2`). Here the
-    signal only sets an event, and the shutdown runs as ordinary code of the main task.
-    """
-    from aiohttp import web
-
-    from .app import create_app
-    from .edge import EdgeLimits, GuardedRunner
-
-    app = create_app(settings)
-    app.on_startup.append(_settle_heap)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    runner = GuardedRunner(app, EdgeLimits.from_settings(settings), access_log=None, shutdown_timeout=10)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
-        await site.start()
-        log.info("serving on http://%s:%d", settings.host, settings.port)
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        await runner.cleanup()
-
-
-def _serve_one(settings: Settings, reuse_port: bool) -> None:
-    try:
-        import uvloop
-    except ImportError:  # optional: Windows
-        uvloop = None
-    if uvloop is not None:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve(settings, reuse_port))
-
-
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Serve HTTP and WebSockets; with --workers N, N processes on one port."""
+    """Serve HTTP and WebSockets: in this process, or with --workers N in N supervised processes."""
     settings = settings.replace(host=args.host or settings.host, port=args.port if args.port is not None else settings.port)
     _, seeded = asyncio.run(_with_pool(settings, seed_demo if settings.seed_demo else None))
     printed, has_demo = seeded or (None, False)
@@ -149,27 +100,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print(printed, flush=True)
     if has_demo:
         print(demo_urls(settings), flush=True)
-    workers = args.workers or 1
-    if workers == 1 and not os.environ.get("AMOIQ_REUSE_PORT"):
-        _serve_one(settings, reuse_port=False)
-        return 0
-    if os.environ.get("AMOIQ_REUSE_PORT"):
-        _serve_one(settings, reuse_port=True)
-        return 0
-    env = {**os.environ, "AMOIQ_REUSE_PORT": "1", "DATABASE_URL": settings.database_url,
-           "REDIS_URL": settings.redis_url, "JWT_SECRET": settings.jwt_secret,
-           "HOST": settings.host, "PORT": str(settings.port), "SEED_DEMO": "0"}
-    children = [subprocess.Popen([sys.executable, "-m", "amoiq_chat", "serve"], env=env) for _ in range(workers)]
-    log.info("started %d worker processes on %s:%d", workers, settings.host, settings.port)
+    if args.workers is None:
+        server.run(server.serve(settings))
+    else:
+        from .supervisor import supervise
 
-    def forward(signum, _frame):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+        supervise(settings, args.workers)
+    return 0
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    return max(child.wait() for child in children)
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number >= 1")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the REST and WebSocket API")
     serve.add_argument("--host", help="address to listen on (default from HOST / config)")
     serve.add_argument("--port", type=int, help="port to listen on (default from PORT / config)")
-    serve.add_argument("--workers", type=int, default=1, help="number of processes sharing the port")
+    serve.add_argument("--workers", type=_positive, help="supervise N worker processes on the port (restarted when they die)")
     sub.add_parser("migrate", help="apply pending database migrations")
     admin = sub.add_parser("create-admin", help="create a tenant and its admin, print its keys")
     admin.add_argument("--email", required=True)

@@ -1,6 +1,7 @@
 """The aiopg pool, small query helpers, and the migrations in `sql/`."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -36,13 +37,27 @@ SESSION_OPTIONS = "-c timezone=UTC"
 APPLICATION_NAME = "amoiq-chat"
 
 
+class Pool(aiopg.Pool):
+    """aiopg's pool, but a connection that comes back closed wakes a request waiting for one: aiopg's
+    own release does not, so after PostgreSQL ended the connections in use (a failover, terminated
+    backends) the requests waiting for one waited out their 10 s, though the pool had room again."""
+
+    def release(self, conn: aiopg.Connection) -> "asyncio.Future[None]":
+        """Give a connection back; when it is closed, wake a waiting acquirer (it opens a new one)."""
+        future = super().release(conn)
+        if conn.closed and not self.closed:
+            return asyncio.ensure_future(self._wakeup())
+        return future
+
+
 async def create_pool(dsn: str, minsize: int = 2, maxsize: int = 10) -> aiopg.Pool:
     """Open the pool once; rows come back as dicts, times in UTC."""
-    return await aiopg.create_pool(
+    return await Pool.from_pool_fill(
         dsn,
-        minsize=minsize,
-        maxsize=maxsize,
-        timeout=10,
+        minsize,
+        maxsize,
+        10,  # seconds: connecting, waiting for a free connection, each statement
+        enable_json=True, enable_hstore=True, enable_uuid=True, echo=False, on_connect=None, pool_recycle=-1.0,
         cursor_factory=psycopg2.extras.RealDictCursor,
         options=SESSION_OPTIONS,
         application_name=APPLICATION_NAME,

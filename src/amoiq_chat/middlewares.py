@@ -12,6 +12,7 @@ from aiohttp import web
 from .errors import (ApiError, Forbidden, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge,
                      RateLimited, Unauthorized, ValidationError)
 from .http import check_request_text, json_response
+from .outages import unexpected
 from .appkeys import RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,10 @@ async def gateway_middleware(request: web.Request, handler) -> web.StreamRespons
         return error_response(from_http_exception(exc, request), request_id)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
-        log.exception("unhandled error on %s %r [request %s]", request.method, request.path, request_id)
-        return error_response(InternalError(details={"requestId": request_id}), request_id)
+    except Exception as exc:
+        error = unexpected(exc, log, f"{request.method} {request.path!r} [request {request_id}]")
+        error.details["requestId"] = request_id
+        return error_response(error, request_id)
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
     return response

@@ -104,6 +104,10 @@ class Bus:
         """True when this process listens to the room."""
         return room in self._rooms
 
+    def connected(self) -> bool:
+        """True while the subscription connection is up, every room subscribed."""
+        return self._connected.is_set()
+
     async def subscribe(self, room: str) -> None:
         """Count one more local listener of `room`; return once Redis confirmed the subscription."""
         state = self._rooms.setdefault(room, _Room())

@@ -32,6 +32,7 @@ from ..bus import Bus, Event, rooms
 from ..bus.announce import Announcer
 from ..errors import ApiError, InternalError, SessionNotFound, ValidationError
 from ..jsonutil import dumps_str, iso
+from ..outages import failure, is_outage
 from ..tasks import cancel_and_wait
 from ..store import messages as store
 from . import messages
@@ -117,15 +118,14 @@ def _refuse(batch: list[tuple[Draft, asyncio.Future]], error: ApiError) -> None:
 
 
 def _draft_fault(exc: BaseException) -> bool:
-    """True when PostgreSQL refused what a batch holds (a value it cannot store), not the connection:
+    """True when PostgreSQL refused what a batch holds (a value it cannot store), not an outage:
     one of its drafts is the culprit, and storing the batch in parts finds it."""
-    return isinstance(exc, psycopg2.DatabaseError) and not isinstance(
-        exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+    return isinstance(exc, psycopg2.DatabaseError) and not is_outage(exc)
 
 
 def _store_failed(exc: BaseException) -> ApiError:
-    """The error the senders of a batch that could not be stored get."""
-    return InternalError("The message could not be stored; please retry", details={"reason": type(exc).__name__})
+    """The error the senders of a batch that could not be stored get (SERVICE_UNAVAILABLE for an outage)."""
+    return failure(exc, "The message could not be stored; please retry")
 
 
 class MessageWriter:

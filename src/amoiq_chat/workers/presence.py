@@ -1,16 +1,19 @@
-"""The presence worker: this process's heartbeat, and the sweeper of processes that died."""
+"""The presence worker: this process's heartbeat (restoring what it holds when Redis lost it), and the
+sweeper of processes that died."""
 from __future__ import annotations
 
 import asyncio
 import logging
 
 from ..bus import Bus
-from ..services.chat import announce_offline
+from ..services.chat import announce_offline, announce_online
 from ..services.presence import Presence
 from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
-MAX_BACKOFF = 30.0
+# After a failure the next try comes this soon, then twice as late each time up to the beat's
+# interval (never later: a heartbeat that lapses gets this process's visitors swept).
+RETRY_FIRST = 0.25
 STOP_TIMEOUT = 10.0
 
 
@@ -22,11 +25,21 @@ class PresenceWorker:
         self.bus = bus
         self.step = max(presence.ttl / 3, 0.2)
         self.swept = 0
+        self.lost = False  # Redis lost this process's presence, not yet restored
         self._task: asyncio.Task | None = None
 
     async def run_once(self) -> int:
-        """Beat once, then clear every dead process; return how many visitors went offline."""
-        await self.presence.beat()
+        """Beat once (restoring this process's presence if Redis had lost it), then clear every dead
+        process; return how many visitors went offline."""
+        if not await self.presence.beat():
+            self.lost = True
+        if self.lost and self.bus.connected():  # (user_online said before the bus is back would be missed)
+            back = await self.presence.restore()
+            self.lost = False
+            for tenant_id, field, value in back:
+                await announce_online(self.bus, tenant_id, field, value)
+            log.info("presence: Redis had lost this process's heartbeat; restored %d visitors (%d back online)",
+                     len(self.presence.held), len(back))
         offline = 0
         for process_id in await self.presence.dead_processes():
             for gone in await self.presence.clear_process(process_id):
@@ -37,17 +50,17 @@ class PresenceWorker:
         return offline
 
     async def _run(self) -> None:
-        backoff = self.step
+        retry = 0.0
         while True:
             try:
                 await self.run_once()
-                backoff = self.step
+                retry = 0.0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis trouble: try again later, never die
+            except Exception as exc:  # Redis trouble: try again soon, never die
                 log.warning("presence worker: %s", exc)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            await asyncio.sleep(backoff)
+                retry = min(max(retry * 2, RETRY_FIRST), self.step)
+            await asyncio.sleep(retry or self.step)
 
     async def start(self) -> None:
         """Beat at once, then keep beating and sweeping in the background."""

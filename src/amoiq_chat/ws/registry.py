@@ -8,8 +8,9 @@ from typing import Any, Awaitable, Callable
 import marshmallow
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..errors import ApiError, InternalError, RateLimited, ValidationError
+from ..errors import ApiError, RateLimited, ValidationError
 from ..http import json_object, validate
+from ..outages import unexpected
 from .connection import Connection
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,8 @@ class Registry:
                 conn.close_soon(close_code, exc.message)
         except ConnectionResetError:
             return  # the socket is going away; nobody to tell
-        except Exception:
-            log.exception("%s frame handler failed", self.name)
-            conn.send(error_frame(InternalError(), frame))
+        except Exception as exc:
+            conn.send(error_frame(unexpected(exc, log, f"{self.name} frame handler"), frame))
 
 
 async def read_frames(conn: Connection, registry: Registry) -> None:

@@ -98,7 +98,7 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any], status:
              "origin": origin, "url": fields.get("url")}
     field_name = presence.presence_field(session["session_id"], conn.user_id)
     conn.presence_field = field_name
-    if await app[PRESENCE].connected(conn.tenant_id, field_name, value):
+    if await app[PRESENCE].connected(conn.tenant_id, field_name, value, session):
         await chat.announce_online(app[BUS], conn.tenant_id, field_name, value)
     await conn.follow(session["session_id"], conn.since, _joined_status(conn, status, secret))
 
