@@ -12,7 +12,10 @@ from aiohttp import WSCloseCode, web
 
 from . import db
 from .bus import Bus
-from .appkeys import BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS, SETTINGS, SOCKETS, STARTED_AT, WRITER
+from .appkeys import (API_DOCUMENT, BUS, CHAT_HOOKS, DB, HUB, METRICS, PRESENCE, PUBLIC_WIDGETS, RATE_COUNTERS, REDIS,
+                      SETTINGS, SOCKETS, STARTED_AT, WORKERS, WRITER)
+from .metrics import Metrics
+from .observe import observe_response
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
@@ -21,6 +24,7 @@ from .services.presence import Presence, new_process_id
 from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
 from .settings import Settings
+from .tasks import cancel_and_wait
 from .workers.presence import PresenceWorker
 from .ws.heartbeat import INTERVAL as HEARTBEAT_INTERVAL, Heartbeat
 from .ws.hub import Hub
@@ -79,6 +83,13 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PRESENCE] = presence
     worker = PresenceWorker(presence, bus)
     heartbeat = Heartbeat(app[SOCKETS], float(settings.extra.get("ws_heartbeat", HEARTBEAT_INTERVAL)))
+    metrics = app[METRICS]
+    writer.on_batch = metrics.observe_batch
+    metrics.watch(metrics.bus_deliveries, lambda: bus.received)
+    metrics.watch(metrics.bus_publishes, lambda: bus.published + writer.stored)  # the writer publishes each message once
+    metrics.watch(metrics.bus_reconnects, lambda: bus.reconnects)
+    app[WORKERS].update({"bus": lambda: bus.connected, "writer": lambda: writer.running,
+                         "presence": lambda: worker.running, "heartbeat": lambda: heartbeat.running})
     await bus.start()
     try:
         writer.start()
@@ -94,6 +105,18 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
             await writer.stop()
     finally:
         await bus.stop()
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Sync the metrics kept as plain counts every few seconds; at shutdown, once more, then retire this process's gauges."""
+    metrics = app[METRICS]
+    task = asyncio.create_task(metrics.sync_forever(), name="metrics-sync")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(task)
+        metrics.sync()
+        metrics.process_exited()
 
 
 async def close_sockets(app: web.Application) -> None:
@@ -128,10 +151,15 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETS] = set()
     app[STARTED_AT] = time.time()
     app[PUBLIC_WIDGETS] = PublicWidgets()
+    app[METRICS] = Metrics()
+    app[WORKERS] = {}
+    app[API_DOCUMENT] = []
+    app.cleanup_ctx.append(metrics_ctx)
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)
     app.on_response_prepare.append(add_common_headers)
+    app.on_response_prepare.append(observe_response)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)
     setup_cors(app, settings)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from . import db
+from .logs import setup_logging
 from .settings import ConfigError, Settings, ensure_jwt_secret, load_settings
 
 log = logging.getLogger("amoiq_chat")
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     try:
         with resolved(settings) as ready:
             return COMMANDS[args.command](ready, args)

@@ -12,7 +12,7 @@ from aiohttp import web
 from .errors import (ApiError, Forbidden, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge,
                      RateLimited, Unauthorized, ValidationError)
 from .http import json_response
-from .appkeys import RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, SETTINGS
+from .appkeys import METRICS, RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, REQUEST_STARTED, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 # Not counted by the HTTP rate limit.
-UNLIMITED_PATHS = frozenset({"/api/health", "/metrics"})
+UNLIMITED_PATHS = frozenset({"/api/health", "/api/health/live", "/api/health/ready", "/metrics"})
 HTTP_ERRORS = {400: ValidationError, 401: Unauthorized, 403: Forbidden, 404: NotFound,
                405: MethodNotAllowed, 413: PayloadTooLarge, 429: RateLimited}
 
@@ -61,6 +61,7 @@ async def gateway_middleware(request: web.Request, handler) -> web.StreamRespons
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
     request[REQUEST_ID] = request_id
+    request[REQUEST_STARTED] = time.monotonic()
     try:
         await check_rate_limit(request)
         response = await handler(request)
@@ -120,6 +121,7 @@ async def check_rate_limit(request: web.Request) -> None:
     request[RATE_LIMIT_HEADERS] = headers
     if count > limit.count:
         retry = max(1, int(reset - now + 0.999))
+        request.app[METRICS].rate_limited.labels("auth" if is_auth else "http").inc()
         raise RateLimited(headers={**headers, "Retry-After": str(retry)})
 
 

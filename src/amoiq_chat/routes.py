@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .views import agents, auth, chat, health, keys, tenant, widgets
+from .views import agents, auth, chat, docs, health, keys, metrics, tenant, widgets
 from .ws import agent as ws_agent
 from .ws import visitor as ws_visitor
 
 # Route tables of the view modules, in the order they are added.
-ROUTE_TABLES = (health.routes, auth.routes, agents.routes, keys.routes, tenant.routes, widgets.routes,
+ROUTE_TABLES = (health.routes, metrics.routes, docs.routes, auth.routes, agents.routes, keys.routes, tenant.routes, widgets.routes,
                 chat.routes, ws_agent.routes, ws_visitor.routes)
 
 # Route names (the `name=` of each route) that answer CORS requests from any origin:

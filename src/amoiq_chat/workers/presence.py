@@ -54,6 +54,11 @@ class PresenceWorker:
         await self.presence.beat()
         self._task = asyncio.create_task(self._run(), name="presence-worker")
 
+    @property
+    def running(self) -> bool:
+        """True while the loop runs."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         """Stop, and clear what this process still holds (its sockets are closed by now)."""
         await cancel_and_wait(self._task)

@@ -75,3 +75,14 @@ class NoFields(Lenient):
     """Frames whose fields are all optional (get_waiting_sessions, get_online_users)."""
 
     tenantId = Text255()
+
+
+class ErrorFrame(Lenient):
+    """What a refused frame gets (ws/registry.error_frame makes it); documented, not loaded."""
+
+    type = fields.Str(required=True, validate=validate.OneOf(("error",)))
+    code = fields.Str(required=True)
+    message = fields.Str(required=True)
+    errors = fields.Dict(required=True)
+    frameType = fields.Str()
+    clientMessageId = fields.Str()

@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 import marshmallow
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..appkeys import METRICS
 from ..errors import ApiError, InternalError, RateLimited, ValidationError
 from ..http import json_object, validate
 from .transport import Connection
@@ -102,7 +103,9 @@ async def read_frames(conn: Connection, registry: Registry) -> None:
     async for msg in ws:
         conn.seen = now = clock()  # any frame, pong or not, shows the peer is alive
         if msg.type == WSMsgType.TEXT:
+            conn.app[METRICS].frames_in_tally[conn.kind] += 1
             if conn.over_limit(now):
+                conn.app[METRICS].rate_limited.labels("ws").inc()
                 conn.send(error_frame(RateLimited("Too many frames; at most "
                                                   f"{conn.limit.count} per {conn.limit.seconds} s")))
                 if conn.abusive:

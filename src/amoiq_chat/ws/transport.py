@@ -21,7 +21,8 @@ from aiohttp import WSCloseCode, web
 
 from ..bus import FOR_STAFF, Event, rooms
 from ..jsonutil import dumps
-from ..appkeys import DB, HUB, SETTINGS, SOCKETS
+from .. import observe
+from ..appkeys import DB, HUB, METRICS, SETTINGS, SOCKETS
 from ..services import messages, sessions
 from ..tasks import cancel_and_wait
 
@@ -132,6 +133,7 @@ class Connection:
         self._transport = transport
         self.seen = asyncio.get_running_loop().time()
         self.app[SOCKETS].add(self)
+        observe.socket_opened(self)
 
     def send(self, frame: dict[str, Any]) -> None:
         """Send a frame to this socket only."""
@@ -205,6 +207,7 @@ class Connection:
 
     def _emit(self, data: bytes) -> None:
         """Add a text frame to what this socket writes at the end of the tick."""
+        self.app[METRICS].frames_out_tally[self.kind] += 1
         self._write_soon(text_frame(data))
 
     def _write_soon(self, frame: bytes) -> None:
@@ -338,6 +341,7 @@ class Connection:
     async def stop(self) -> None:
         """Leave every room, let queued work finish (cancel it if it hangs), send what is left, stop."""
         self.app[SOCKETS].discard(self)
+        observe.socket_closed(self)
         await self.app[HUB].leave_all(self)
         worker = self._worker
         if worker is not None and not worker.done():
