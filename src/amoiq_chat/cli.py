@@ -14,6 +14,7 @@ from typing import Iterator
 
 from . import db
 from .logs import setup_logging
+from .metrics import multiprocess_metrics
 from .settings import ConfigError, Settings, ensure_jwt_secret, load_settings
 
 log = logging.getLogger("amoiq_chat")
@@ -146,6 +147,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     env = {**os.environ, "AMOIQ_REUSE_PORT": "1", "DATABASE_URL": settings.database_url,
            "REDIS_URL": settings.redis_url, "JWT_SECRET": settings.jwt_secret,
            "HOST": settings.host, "PORT": str(settings.port), "SEED_DEMO": "0"}
+    with multiprocess_metrics(env):
+        return _supervise(env, workers, settings)
+
+
+def _supervise(env: dict[str, str], workers: int, settings: Settings) -> int:
+    """Run `workers` processes serving one port; forward SIGTERM/SIGINT; return the worst exit code."""
     children = [subprocess.Popen([sys.executable, "-m", "amoiq_chat", "serve"], env=env) for _ in range(workers)]
     log.info("started %d worker processes on %s:%d", workers, settings.host, settings.port)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Mapping
 
 import marshmallow
@@ -10,6 +11,30 @@ from aiohttp import web
 from .db import as_id
 from .errors import PayloadTooLarge, ValidationError
 from .jsonutil import JSONDecodeError, dumps, loads
+
+
+# NUL and the other C0 control characters (tab, line feed and carriage return are text), and DEL:
+# PostgreSQL refuses NUL in text and JSON, and none of them belongs in a name, an id or a message.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_characters(data: Any, prefix: str = "") -> dict[str, str]:
+    """{field: problem} for each string (or object key) of `data` holding a control character."""
+    found: dict[str, str] = {}
+    if isinstance(data, str):
+        if CONTROL_CHARACTERS.search(data):
+            found[prefix or "body"] = "must not contain control characters"
+    elif isinstance(data, Mapping):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(key, str) and CONTROL_CHARACTERS.search(key):
+                found[name] = "must not contain control characters"
+            else:
+                found.update(control_characters(value, name))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found.update(control_characters(value, f"{prefix}.{index}" if prefix else str(index)))
+    return found
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -72,6 +97,10 @@ def validate(schema: marshmallow.Schema | type[marshmallow.Schema], data: Mappin
     """
     if isinstance(schema, type):
         schema = shared_schema(schema)
+    refused = control_characters(data)
+    if refused:
+        summary = "; ".join(f"{field}: {problem}" for field, problem in refused.items())
+        raise ValidationError(f"Validation error: {summary}", errors=refused)
     try:
         return schema.load(data, partial=tuple(schema.load_fields) if partial else False)
     except marshmallow.ValidationError as exc:

@@ -20,7 +20,7 @@ SECRETS = re.compile(
     r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"  # a JWT (header and claims are base64 JSON)
     r"|\b(?:pk|sk)_[A-Za-z0-9_-]{8,}"  # an API key
     r"|\bwhsec_[A-Za-z0-9+/=_-]{8,}"  # a webhook signing secret
-    r"|(?i:(?<=password[\"']: [\"'])|(?<=userHash[\"']: [\"'])|(?<=token=))[^\"'&\s]+")
+    r"|(?i:(?<=password[\"']: [\"'])|(?<=userHash[\"']: [\"'])|(?<=token=))(?!\[redacted\])[^\"'&\s\\]+")
 # Attributes of a LogRecord that are not the caller's `extra`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
+import shutil
 import tempfile
-from typing import Callable, MutableMapping
+from typing import Callable, Iterator, MutableMapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -45,6 +47,18 @@ def prepare_multiprocess(env: MutableMapping[str, str]) -> str:
             os.remove(os.path.join(path, name))
     env[MULTIPROC_ENV] = path
     return path
+
+
+@contextlib.contextmanager
+def multiprocess_metrics(env: MutableMapping[str, str]) -> Iterator[str]:
+    """`prepare_multiprocess(env)` for the time the workers run; a directory made here is removed after."""
+    made = not env.get(MULTIPROC_ENV)
+    path = prepare_multiprocess(env)
+    try:
+        yield path
+    finally:
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def multiprocess_dir() -> str | None:

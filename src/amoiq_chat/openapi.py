@@ -31,7 +31,7 @@ SECURITY_SCHEMES = {
     SECRET_KEY: ("secretKey", {"type": "http", "scheme": "bearer", "bearerFormat": "sk_...",
                                "description": "The tenant's secret key, for servers only."}),
 }
-ERROR_TEXT = {400: "Invalid input (VALIDATION_ERROR, MISSING_TENANT_ID)", 401: "No credential, or a bad one",
+ERROR_TEXT = {304: "Not modified (If-None-Match matched the ETag)", 400: "Invalid input (VALIDATION_ERROR, MISSING_TENANT_ID)", 401: "No credential, or a bad one",
               403: "The credential may not do this", 404: "Unknown, or another tenant's", 409: "Conflict",
               413: "Body over MAX_BODY_BYTES", 429: "Rate limited (RATE_LIMIT_EXCEEDED, with Retry-After)",
               500: "Unexpected failure (INTERNAL_ERROR, with the request id)", 503: "A backing service is down"}
@@ -69,8 +69,8 @@ def error_statuses(path: str, doc: RouteDoc) -> list[int]:
 def _content(answer: Any) -> dict:
     if answer is None:
         return {}
-    if isinstance(answer, str):
-        return {"content": {answer: {"schema": {"type": "string"}}}}
+    if isinstance(answer, str):  # a media type: JSON that no schema describes (the document itself), or text
+        return {"content": {answer: {"schema": {"type": "object" if answer.endswith("json") else "string"}}}}
     return {"content": {"application/json": {"schema": answer}}}
 
 
@@ -94,7 +94,7 @@ def operation(path: str, route_name: str | None, handler: Any, doc: RouteDoc) ->
         if doc.partial:
             body = (body if isinstance(body, type) else type(body))(partial=True)
         op["requestBody"] = {"required": doc.body_required, "content": {"application/json": {"schema": body}}}
-    responses = {str(status): {"description": "OK" if status < 300 else "Not modified", **_content(answer)}
+    responses = {str(status): {"description": ERROR_TEXT.get(status, "OK"), **_content(answer)}
                  for status, answer in doc.answers.items()}
     for status in error_statuses(path, doc):
         responses.setdefault(str(status), {"description": ERROR_TEXT.get(status, "Error"),

@@ -142,7 +142,7 @@ async def online_users(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/widgets/sessions/{sessionId}/messages", name="widget_session_messages")
-@describe("chat", auth=STAFF_CREDENTIALS, answers={200: out.SessionHistoryAnswer})
+@describe("chat", auth=STAFF_CREDENTIALS, answers={200: out.SessionHistoryAnswer}, errors=(400,))
 async def session_messages(request: web.Request) -> web.Response:
     """A conversation's full history for the agent interface (004 shape)."""
     principal = await authenticate(request, allow=STAFF_CREDENTIALS)

@@ -5,6 +5,7 @@ import re
 
 from marshmallow import fields, validate
 
+from ..http import CONTROL_CHARACTERS
 from ..schemas import MAX_TEXT, HasText, Lenient, SessionIdField, Text255, VisitorFields
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
@@ -25,14 +26,14 @@ def plain_message(frame: dict) -> dict | None:
     for name in ("text", "message"):
         if name in frame:
             value = frame[name]
-            if type(value) is not str or len(value) > MAX_TEXT:
+            if type(value) is not str or len(value) > MAX_TEXT or CONTROL_CHARACTERS.search(value):
                 return None
             out[name] = value
     if not (out.get("text") or out.get("message") or "").strip():  # as HasText.has_text
         return None
     cmid = frame.get("clientMessageId")
     if cmid is not None:
-        if type(cmid) is not str or not 1 <= len(cmid) <= 128:
+        if type(cmid) is not str or not 1 <= len(cmid) <= 128 or CONTROL_CHARACTERS.search(cmid):
             return None
         out["clientMessageId"] = cmid
     if "sessionId" in frame:
