@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import credentials
-from .. import responses as out
+from ..responses import widgets as out
 from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal

@@ -5,7 +5,7 @@ import hashlib
 
 from aiohttp import web
 
-from .. import responses as out
+from ..responses import widgets as out
 from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN, SECRET_KEY, Principal
