@@ -15,6 +15,7 @@ from .apidoc import RouteDoc, doc_of, summary_of
 from .credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR
 from .middlewares import UNLIMITED_PATHS
 from .responses import ErrorEnvelope
+from .ws.frames import ErrorFrame
 
 OPENAPI_VERSION = "3.1.0"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -122,7 +123,7 @@ def described_routes(app: web.Application) -> Iterable[tuple[str, str, Any, Rout
         raise UndescribedRoutes("routes without @describe and a docstring: " + ", ".join(missing))
 
 
-def socket_section(spec: APISpec, path: str, handler: Any, doc: RouteDoc) -> dict:
+def socket_section(spec: APISpec, handler: Any, doc: RouteDoc) -> dict:
     """A WebSocket route: its query parameters, and the frames it accepts (from its registry)."""
     registry = doc.socket
     receives = {}
@@ -146,15 +147,13 @@ def build_spec(app: web.Application) -> dict:
     for name, scheme in SECURITY_SCHEMES.values():
         spec.components.security_scheme(name, scheme)
     spec.components.schema("ErrorEnvelope", schema=ErrorEnvelope)
-    from .ws.frames import ErrorFrame
-
     spec.components.schema("ErrorFrame", schema=ErrorFrame)
     sockets: dict[str, Any] = {}
     paths: dict[str, dict] = {}
     handlers_seen: set[Any] = set()
     for method, path, route, doc in described_routes(app):
         if doc.socket is not None:
-            sockets[path] = socket_section(spec, path, route.handler, doc)
+            sockets[path] = socket_section(spec, route.handler, doc)
             continue
         shared = route.handler in handlers_seen
         handlers_seen.add(route.handler)
