@@ -119,3 +119,20 @@ async def _tenant_over_the_pool(app):
     finally:
         pool.close()
         await pool.wait_closed()
+
+
+def test_preparing_this_process_makes_metrics_created_after_it_shared(tmp_path, monkeypatch):
+    from prometheus_client import CollectorRegistry, Counter, values
+
+    from amoiq_chat.metrics import MULTIPROC_ENV, prepare_multiprocess
+
+    (tmp_path / "counter_1.db").write_bytes(b"left by an earlier run")
+    before = values.ValueClass
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    try:
+        assert prepare_multiprocess(os.environ) == str(tmp_path)
+        assert not (tmp_path / "counter_1.db").exists()
+        Counter("amoiq_test_shared", "a counter made after the directory was named", registry=CollectorRegistry()).inc()
+        assert _worker_files(tmp_path) == {str(os.getpid())}
+    finally:
+        values.ValueClass = before

@@ -19,7 +19,7 @@ import tempfile
 from typing import Callable, Iterator, MutableMapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess, values
 
 log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -46,7 +46,16 @@ def prepare_multiprocess(env: MutableMapping[str, str]) -> str:
         if name.endswith(".db"):
             os.remove(os.path.join(path, name))
     env[MULTIPROC_ENV] = path
+    if env is os.environ:
+        choose_value_storage()
     return path
+
+
+def choose_value_storage() -> None:
+    """Let prometheus-client choose its value storage again, now that the directory is named: it
+    chooses once, when first imported, and a supervisor that imported it before forking its
+    workers would otherwise give them values of their own. (The one use of `prometheus_client.values`.)"""
+    values.ValueClass = values.get_value_class()
 
 
 @contextlib.contextmanager
