@@ -6,6 +6,7 @@ import json
 import secrets
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -137,13 +138,19 @@ async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = FRAM
 class ServerProcess:
     """`python -m amoiq_chat serve --port P` against the test services."""
 
-    def __init__(self, settings: Settings, port: int | None = None, **env: str) -> None:
+    def __init__(self, settings: Settings, *args: str, port: int | None = None, log: Path | None = None,
+                 **env: str) -> None:
         self.port = port or free_port()  # a port of its own, or the one of a process it replaces
         self.terminated = False
         env = {"RATE_LIMIT_HTTP": "100000/60", "RATE_LIMIT_AUTH": "100000/60", "RATE_LIMIT_WS": "1000/1",
                "BOT_ENABLED": "0", **env}
-        self.process = subprocess.Popen([*CLI, "serve", "--port", str(self.port)], env=cli_env(settings, **env),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # `log`: a file for its stderr (a process that logs every request would fill an unread pipe).
+        self.log = log
+        stderr = open(log, "wb") if log is not None else subprocess.PIPE
+        self.process = subprocess.Popen([*CLI, "serve", "--port", str(self.port), *args], env=cli_env(settings, **env),
+                                        stdout=subprocess.DEVNULL, stderr=stderr)
+        if log is not None:
+            stderr.close()
 
     @property
     def url(self) -> str:
@@ -165,7 +172,8 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
-        self.process.stderr.close()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
     def terminate(self) -> None:
         """Ask it to stop (SIGTERM, once: a second one would interrupt its graceful shutdown)."""
@@ -182,6 +190,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        if self.log is not None:
+            return self.log.read_text(errors="replace")
         errors = self.process.stderr.read().decode(errors="replace")
         self.process.stderr.close()
         return errors

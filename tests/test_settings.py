@@ -1,4 +1,6 @@
 """Configuration: file defaults, environment overrides, clear errors for bad values."""
+import ipaddress
+
 import pytest
 
 from amoiq_chat.settings import ConfigError, RateLimit, ensure_jwt_secret, load_settings
@@ -23,6 +25,14 @@ def test_environment_overrides_the_file():
     assert settings.writer_linger_ms == 2
 
 
+def test_logging_and_metrics_settings():
+    assert load_settings(env={}).metrics_networks == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    settings = load_settings(env={"LOG_FORMAT": "JSON", "METRICS_NETWORKS": "10.1.0.0/16, 192.168.1.7",
+                                  "METRICS_TOKEN": "scrape-me"})
+    assert settings.log_format == "json" and settings.metrics_token == "scrape-me"
+    assert settings.metrics_networks == (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("192.168.1.7/32"))
+
+
 @pytest.mark.parametrize("env, named", [
     ({"PORT": "eighty"}, "PORT"),
     ({"PORT": "70000"}, "PORT"),
@@ -30,6 +40,8 @@ def test_environment_overrides_the_file():
     ({"RATE_LIMIT_HTTP": "0/60"}, "RATE_LIMIT_HTTP"),
     ({"WEBHOOK_ALLOW_PRIVATE": "maybe"}, "WEBHOOK_ALLOW_PRIVATE"),
     ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ({"METRICS_NETWORKS": "10.0.0.0/8,intranet"}, "METRICS_NETWORKS"),
     ({"WRITER_LINGER_MS": "51"}, "WRITER_LINGER_MS"),
     ({"WRITER_LINGER_MS": "-1"}, "WRITER_LINGER_MS"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),

@@ -286,3 +286,18 @@ async def test_stats_come_from_stored_rows(client, db_conn):
                      "total_messages": 6, "average_response_time": "1.5 min", "customer_satisfaction": 4.5}
     listed = (await expect(await client.get("/api/widgets", headers=bearer(admin.secret_key)), 200))["data"]
     assert listed["stats"] == stats
+
+
+async def test_allowed_domains_take_a_port_for_local_development(client):
+    admin = await register_admin(client)
+    widget = await create_widget(client, admin, allowed_domains=["localhost:3000", "127.0.0.1:8089", "Dev.Example.com"])
+    assert widget["allowed_domains"] == ["localhost:3000", "127.0.0.1:8089", "dev.example.com"]
+    config = f"/api/widgets/{widget['site_key']}/config"
+    for origin, status in [("http://localhost:3000", 200), ("http://127.0.0.1:8089", 200),
+                           ("http://localhost:3001", 403), ("http://localhost", 403), ("http://127.0.0.1:3000", 403),
+                           ("https://dev.example.com:8443", 200), ("http://localhost:99999", 403)]:
+        resp = await client.get(config, headers={"Origin": origin})
+        assert resp.status == status, origin
+    for bad in (["localhost:0"], ["localhost:65536"], ["localhost:"], ["http://localhost:3000"], ["a:b"]):
+        await expect_error(await client.put(f"/api/widgets/{widget['site_key']}", json={"allowed_domains": bad},
+                                            headers=admin.headers), 400, "VALIDATION_ERROR", "allowed_domains.0")

@@ -16,10 +16,13 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from . import db
 from .bus import Bus
-from .appkeys import (ASSETS, BUS, CHAT_HOOKS, DB, HUB, PRESENCE, PUBLIC_WIDGETS, QUEUE_WORKER, RATE_COUNTERS, REDIS, REPLAY,
-                      REPLIES, SETTINGS, SOCKETS, STARTED_AT, SUPPORT, WEBHOOK_WORKER, WRITER)
+from .appkeys import (API_DOCUMENT, ASSETS, BUS, CHAT_HOOKS, DB, HUB, METRICS, PRESENCE, PUBLIC_WIDGETS, QUEUE_WORKER,
+                      RATE_COUNTERS, REDIS, REPLAY, REPLIES, SETTINGS, SOCKETS, STARTED_AT, SUPPORT, WEBHOOK_WORKER, WORKERS,
+                      WRITER)
 from .assets import load_assets
 from .assistant import make_assistant
+from .metrics import Metrics
+from .observe import observe_response
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
@@ -32,6 +35,7 @@ from .services.support import Support
 from .services.widgets import PublicWidgets
 from .services.writer import MessageWriter
 from .settings import Settings
+from .tasks import cancel_and_wait
 from .workers.presence import PresenceWorker
 from .workers.queue import QueueWorker
 from .workers.webhooks import WebhookWorker
@@ -101,6 +105,13 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PRESENCE] = presence
     worker = PresenceWorker(presence, bus)
     heartbeat = Heartbeat(app[SOCKETS], settings.ws_heartbeat)
+    metrics = app[METRICS]
+    writer.on_batch = metrics.observe_batch
+    metrics.watch(metrics.bus_deliveries, lambda: bus.received)
+    metrics.watch(metrics.bus_publishes, lambda: bus.published + writer.stored)  # the writer publishes each message once
+    metrics.watch(metrics.bus_reconnects, lambda: bus.reconnects)
+    app[WORKERS].update({"bus": lambda: bus.connected, "writer": lambda: writer.running,
+                         "presence": lambda: worker.running, "heartbeat": lambda: heartbeat.running})
     await bus.start()
     try:
         writer.start()
@@ -153,6 +164,18 @@ async def support_ctx(app: web.Application) -> AsyncIterator[None]:
         await assistant.close()
 
 
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Sync the metrics kept as plain counts every few seconds; at shutdown, once more, then retire this process's gauges."""
+    metrics = app[METRICS]
+    task = asyncio.create_task(metrics.sync_forever(), name="metrics-sync")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(task)
+        metrics.sync()
+        metrics.process_exited()
+
+
 async def close_sockets(app: web.Application) -> None:
     """on_shutdown: close every WebSocket with 1001 Going Away, all at once (a silent peer delays no one)."""
     await asyncio.gather(*(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
@@ -186,12 +209,17 @@ def create_app(settings: Settings) -> web.Application:
     app[STARTED_AT] = time.time()
     app[PUBLIC_WIDGETS] = PublicWidgets()
     app[ASSETS] = load_assets()
+    app[METRICS] = Metrics()
+    app[WORKERS] = {}
+    app[API_DOCUMENT] = []
+    app.cleanup_ctx.append(metrics_ctx)
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(chat_ctx)
     app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(support_ctx)
     app.on_response_prepare.append(add_common_headers)
+    app.on_response_prepare.append(observe_response)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)
     setup_cors(app, settings)

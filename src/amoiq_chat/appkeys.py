@@ -1,12 +1,13 @@
 """Every `web.AppKey` of the application, in one place."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import aiopg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from .metrics import Metrics
 from .ratelimit import WindowCounters
 from .settings import Settings
 
@@ -35,9 +36,14 @@ STARTED_AT = web.AppKey("started_at", float)
 PUBLIC_WIDGETS: web.AppKey[PublicWidgets] = web.AppKey("public_widgets")  # widget rows kept for the public config
 RATE_COUNTERS = web.AppKey("rate_counters", WindowCounters)  # the HTTP rate limit's windows, counted per loop tick
 ASSETS: web.AppKey[dict[str, Asset]] = web.AppKey("assets")  # the front ends' files (widget, console, demo page)
+# Background workers of this process by name -> "is it running?" (GET /api/health/ready asks each).
+WORKERS: web.AppKey[dict[str, Callable[[], bool]]] = web.AppKey("workers")
+API_DOCUMENT: web.AppKey[list[bytes]] = web.AppKey("api_document")  # the OpenAPI document, encoded once when first asked
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this process's Prometheus metrics (metrics.py)
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)
+REQUEST_STARTED = web.RequestKey("request_started", float)  # time.monotonic() when the middleware got it
 RATE_LIMIT_HEADERS = web.RequestKey("rate_limit_headers", dict)
 PRINCIPAL = web.RequestKey("principal", object)  # auth.Principal
 

@@ -11,6 +11,8 @@ from typing import Iterator
 
 from . import db, server
 from .credentials import password_problem
+from .logs import setup_logging
+from .metrics import multiprocess_metrics
 from .settings import ConfigError, Settings, ensure_jwt_secret, load_settings
 
 log = logging.getLogger("amoiq_chat")
@@ -105,7 +107,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     else:
         from .supervisor import supervise
 
-        supervise(settings, args.workers)
+        with multiprocess_metrics(os.environ):  # the workers, forked by the supervisor, share the metric files
+            supervise(settings, args.workers)
     return 0
 
 
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     try:
         with resolved(settings) as ready:
             return COMMANDS[args.command](ready, args)

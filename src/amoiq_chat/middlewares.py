@@ -13,7 +13,7 @@ from .errors import (ApiError, Forbidden, InternalError, MethodNotAllowed, NotFo
                      RateLimited, Unauthorized, ValidationError)
 from .http import check_request_text, json_response
 from .outages import unexpected
-from .appkeys import RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, SETTINGS
+from .appkeys import METRICS, RATE_COUNTERS, RATE_LIMIT_HEADERS, REQUEST_ID, REQUEST_STARTED, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 # Not counted by the HTTP rate limit.
-UNLIMITED_PATHS = frozenset({"/api/health", "/metrics"})
+UNLIMITED_PATHS = frozenset({"/api/health", "/api/health/live", "/api/health/ready", "/metrics"})
 HTTP_ERRORS = {400: ValidationError, 401: Unauthorized, 403: Forbidden, 404: NotFound,
                405: MethodNotAllowed, 413: PayloadTooLarge, 429: RateLimited}
 
@@ -62,6 +62,7 @@ async def gateway_middleware(request: web.Request, handler) -> web.StreamRespons
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
     request[REQUEST_ID] = request_id
+    request[REQUEST_STARTED] = time.monotonic()
     try:
         check_request_text(request)
         await check_rate_limit(request)
@@ -123,6 +124,7 @@ async def check_rate_limit(request: web.Request) -> None:
     request[RATE_LIMIT_HEADERS] = headers
     if count > limit.count:
         retry = max(1, int(reset - now + 0.999))
+        request.app[METRICS].rate_limited.labels("auth" if is_auth else "http").inc()
         raise RateLimited(headers={**headers, "Retry-After": str(retry)})
 
 

@@ -20,9 +20,11 @@ KEY_KINDS = ("publishable", "secret")
 ASSIGNMENTS = ("manual", "auto")
 COLOR = Regexp(r"^#[0-9A-Fa-f]{6}$", error="must be a colour like #1a2b3c")
 USERNAME = Regexp(r"^[A-Za-z0-9_.-]+$", error="may contain only letters, digits, '_', '.' and '-'")
-# A host name, optionally "*." for any subdomain; no scheme, path or port.
-DOMAIN = Regexp(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-                error="must be a host name like example.com or *.example.com")
+# A host name, optionally "*." for any subdomain, optionally ":port" (widgets developed on local
+# servers: localhost:3000); no scheme or path.
+DOMAIN = Regexp(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?$",
+                error="must be a host name like example.com, *.example.com or localhost:3000")
 
 
 def new_password(value: str) -> None:
@@ -290,6 +292,12 @@ class AnonymousTokenBody(Lenient):
 class SessionBody(AnonymousTokenBody):
     siteKey = Text255(required=True)
     userInfo = fields.Nested(UserInfo, allow_none=True)
+
+
+class TenantQuery(Lenient):
+    """?tenantId= (online-users)."""
+
+    tenantId = Text255()
 
 
 class HistoryQuery(Lenient):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "config" / "amoiq-chat.toml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class ConfigError(Exception):
@@ -94,6 +97,9 @@ class Settings:
     queue_refresh: int = 5
     queue_step: float = 1.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_token: str = ""
+    metrics_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
     seed_demo: bool = True
     # Not from the file: set by the caller (tests, embedded start-up).
 
@@ -202,6 +208,15 @@ def _convert(name: str, value: Any) -> Any:
         if level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return level
+    if name == "log_format":
+        if str(value).lower() not in LOG_FORMATS:
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {value!r}")
+        return str(value).lower()
+    if name == "metrics_networks":
+        try:
+            return tuple(ipaddress.ip_network(part, strict=False) for part in _to_list(value))
+        except ValueError as exc:
+            raise ConfigError(f"METRICS_NETWORKS must be comma-separated networks like 10.0.0.0/8: {exc}") from None
     if name == "environment":
         if value not in ("development", "production"):
             raise ConfigError(f"ENVIRONMENT must be development or production, got {value!r}")

@@ -76,11 +76,18 @@ class Bus:
         self.reconnected = asyncio.Event()  # set after each reconnection (tests wait on it)
         self._task: asyncio.Task | None = None
         self.received = 0
+        self.published = 0  # events published through publish() (the writer's go in its own Redis call)
+        self.reconnects = 0
 
     async def start(self) -> None:
         """Start the listener and wait until its connection is up."""
         self._task = asyncio.create_task(self._listen(), name="bus-listener")
         await asyncio.wait_for(self._connected.wait(), 10)
+
+    @property
+    def connected(self) -> bool:
+        """True while the listener runs and its subscription connection is up."""
+        return self._task is not None and not self._task.done() and self._connected.is_set()
 
     async def stop(self) -> None:
         """Cancel the listener and close its connection."""
@@ -94,6 +101,7 @@ class Bus:
 
     async def publish(self, room: str, event: bytes) -> None:
         """Publish one already-encoded event."""
+        self.published += 1
         await self.redis.publish(room, event)
 
     def deliver_local(self, room: str, event: Event) -> None:
@@ -103,10 +111,6 @@ class Bus:
     def subscribed(self, room: str) -> bool:
         """True when this process listens to the room."""
         return room in self._rooms
-
-    def connected(self) -> bool:
-        """True while the subscription connection is up, every room subscribed."""
-        return self._connected.is_set()
 
     async def subscribe(self, room: str) -> None:
         """Count one more local listener of `room`; return once Redis confirmed the subscription."""
@@ -181,6 +185,7 @@ class Bus:
                 if joined_meanwhile:  # rooms joined while we were reconnecting
                     await self._send("SUBSCRIBE", *joined_meanwhile)
                 if reconnected:
+                    self.reconnects += 1
                     self.listener.resync()
                     self.reconnected.set()
                 backoff = 0.1

@@ -19,6 +19,7 @@ MAX_SITE_KEY = 255
 # process is seen at once, one made through another process within this time.
 PUBLIC_TTL = 5.0
 PUBLIC_CACHED_MAX = 10_000  # widgets kept at once; when full, the cache starts again empty
+DEFAULT_PORTS = {"http": 80, "https": 443}  # an Origin without a port uses its scheme's
 
 
 class PublicWidgets:
@@ -129,13 +130,22 @@ async def public_widget(pool: aiopg.Pool, cache: PublicWidgets, site_key: str, o
 
 
 def origin_allowed(allowed_domains: list[str], origin: str | None) -> bool:
-    """True when the widget allows any domain, or the Origin's host is listed (`*.x` = subdomains of x)."""
+    """True when the widget allows any domain, or the Origin's host is listed (`*.x` = subdomains of x);
+    an entry with a port (`localhost:3000`) allows that port only, one without allows any."""
     if not allowed_domains:
         return True
-    host = (urlsplit(origin or "").hostname or "").lower()
+    parts = urlsplit(origin or "")
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        return False
     if not host:
         return False
-    for domain in (str(d).lower() for d in allowed_domains):
+    for entry in (str(d).lower() for d in allowed_domains):
+        domain, _, entry_port = entry.partition(":")
+        if entry_port and int(entry_port) != port:
+            continue
         if host == domain or (domain.startswith("*.") and host.endswith(domain[1:])):
             return True
     return False

@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import aiopg
 import psycopg2.errors
@@ -141,6 +141,12 @@ class MessageWriter:
         self._shards = [_Shard(queue_max, redis) for _ in range(max(1, shards))]
         self.batches = 0
         self.stored = 0
+        self.on_batch: Callable[[int, int, float], None] = lambda size, stored, seconds: None  # metrics
+
+    @property
+    def running(self) -> bool:
+        """True while every writer task runs."""
+        return all(shard.task is not None and not shard.task.done() for shard in self._shards)
 
     def start(self) -> None:
         """Start the writer tasks."""
@@ -234,6 +240,7 @@ class MessageWriter:
         statements: 0.85 ms of PostgreSQL idle per 1.6 ms batch at maximum load).
         """
         drafts = [d for d, _ in batch]
+        started = time.monotonic()
         try:
             results, fresh = await self._store(shard, drafts)
         except asyncio.CancelledError as exc:  # stopped before the batch was through
@@ -258,6 +265,7 @@ class MessageWriter:
             return
         self.batches += 1
         self.stored += len(fresh)
+        self.on_batch(len(batch), len(fresh), time.monotonic() - started)
         announcing = shard.announcing
         while announcing and announcing[0].done():
             announcing.popleft()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import responses as out
+from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, SECRET_KEY
 from ..http import json_response, path_id, read_json, validate
@@ -33,6 +35,7 @@ def agent_id(request: web.Request) -> int:
 
 
 @routes.get("/api/agents/stats", name="agent_stats")
+@describe("agents", auth=(ADMIN, AGENT, SECRET_KEY), answers={200: out.AgentStatsAnswer})
 async def agent_stats(request: web.Request) -> web.Response:
     """An agent's own figures; with an admin token or secret key, all the tenant's agents'."""
     principal = await authenticate(request, allow=(ADMIN, AGENT, SECRET_KEY))
@@ -42,6 +45,7 @@ async def agent_stats(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/agents", name="agents")
+@describe("agents", auth=(ADMIN,), answers={200: out.AgentsAnswer})
 async def list_agents(request: web.Request) -> web.Response:
     """The tenant's agents."""
     principal = await authenticate(request, allow=(ADMIN,))
@@ -50,6 +54,7 @@ async def list_agents(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/agents", name="agents")
+@describe("agents", auth=(ADMIN,), body=AgentSchema, answers={201: out.AgentAnswer}, errors=(409,))
 async def create_agent(request: web.Request) -> web.Response:
     """Add an agent to the tenant."""
     principal = await authenticate(request, allow=(ADMIN,))
@@ -60,6 +65,8 @@ async def create_agent(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/agents/{agent_id:\\d+}", name="agent")
+@describe("agents", auth=(ADMIN,), body=AgentSchema, partial=True, path={"agent_id": "integer"},
+          answers={200: out.AgentAnswer}, errors=(409,))
 async def update_agent(request: web.Request) -> web.Response:
     """Change some of an agent's fields (a new password, is_active false to lock them out)."""
     principal = await authenticate(request, allow=(ADMIN,))
@@ -71,6 +78,7 @@ async def update_agent(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/agents/{agent_id:\\d+}", name="agent")
+@describe("agents", auth=(ADMIN,), path={"agent_id": "integer"}, answers={200: out.Done})
 async def delete_agent(request: web.Request) -> web.Response:
     """Remove an agent of the tenant."""
     principal = await authenticate(request, allow=(ADMIN,))

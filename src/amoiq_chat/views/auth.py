@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import responses as out
+from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, issue_token
 from ..http import json_response, read_json, validate
@@ -25,6 +27,7 @@ def agent_json(row: dict) -> dict:
 
 
 @routes.post("/api/auth/register", name="auth_register")
+@describe("auth", body=RegisterSchema, answers={201: out.RegisterAnswer}, errors=(409,))
 async def register(request: web.Request) -> web.Response:
     """Create a tenant and its admin; answer the token and, this once, the secret key."""
     body = validate(RegisterSchema, await read_json(request))
@@ -55,18 +58,21 @@ async def _login(request: web.Request, role: str) -> web.Response:
 
 
 @routes.post("/api/auth/login", name="auth_login")
+@describe("auth", body=LoginSchema, answers={200: out.LoginAnswer}, errors=(401, 503))
 async def login(request: web.Request) -> web.Response:
     """Log an admin in."""
     return await _login(request, ADMIN)
 
 
 @routes.post("/api/auth/agent-login", name="auth_agent_login")
+@describe("auth", body=LoginSchema, answers={200: out.AgentLoginAnswer}, errors=(401, 403, 503))
 async def agent_login(request: web.Request) -> web.Response:
     """Log an agent in."""
     return await _login(request, AGENT)
 
 
 @routes.get("/api/auth/me", name="auth_me")
+@describe("auth", auth=(ADMIN, AGENT), answers={200: out.MeAnswer})
 async def me(request: web.Request) -> web.Response:
     """The admin or agent the token belongs to."""
     principal = await authenticate(request, allow=(ADMIN, AGENT))

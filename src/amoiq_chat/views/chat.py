@@ -4,13 +4,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import credentials
+from ..responses import widgets as out
+from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR, Principal
 from ..errors import Forbidden, MissingSessionId, MissingTenantId
 from ..http import json_response, read_json, validate
 from ..appkeys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..services import chat, messages, sessions, visitors
-from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody, message_text
+from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody, TenantQuery, message_text
 
 routes = web.RouteTableDef()
 STAFF_CREDENTIALS = (ADMIN, AGENT, SECRET_KEY)
@@ -41,6 +43,8 @@ def _secret(visit: visitors.Visit) -> dict:
 
 
 @routes.post("/api/chat/anonymous-token", name="chat_anonymous_token")
+@describe("chat", auth=(PUBLISHABLE_KEY, SECRET_KEY), body=AnonymousTokenBody, body_required=False,
+          answers={200: out.VisitorTokenAnswer}, errors=(404,))
 async def anonymous_token(request: web.Request) -> web.Response:
     """Issue a visitor JWT bound to a session (created when new, else with proof); `uid` only for a verified userId.
 
@@ -59,6 +63,7 @@ async def anonymous_token(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/chat/session", name="chat_session")
+@describe("chat", auth=(PUBLISHABLE_KEY, SECRET_KEY), body=SessionBody, answers={200: out.SessionAnswer}, errors=(404,))
 async def open_session(request: web.Request) -> web.Response:
     """Create or resume a visitor's session for a widget."""
     principal = await authenticate(request, allow=(PUBLISHABLE_KEY, SECRET_KEY))
@@ -74,6 +79,7 @@ async def open_session(request: web.Request) -> web.Response:
 
 @routes.post("/webchat/message", name="webchat_message")
 @routes.post("/api/chat/messages", name="chat_post_message")
+@describe("chat", auth=(PUBLISHABLE_KEY, VISITOR), body=MessageBody, answers={200: out.MessageStoredAnswer}, errors=(404,))
 async def post_message(request: web.Request) -> web.Response:
     """Store a visitor's message sent over HTTP; everyone in the conversation gets it live."""
     principal = await authenticate(request, allow=(PUBLISHABLE_KEY, VISITOR))
@@ -97,6 +103,8 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/chat/messages", name="chat_messages")
+@describe("chat", auth=(VISITOR, *STAFF_CREDENTIALS), query=HistoryQuery, answers={200: out.HistoryAnswer},
+          errors=(404,))
 async def list_messages(request: web.Request) -> web.Response:
     """History, oldest first: a session's (sessionId) or a logged-in user's across sessions (userId)."""
     principal = await authenticate(request, allow=(VISITOR, *STAFF_CREDENTIALS))
@@ -118,17 +126,20 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/chat/online-users", name="chat_online_users")
+@describe("chat", auth=STAFF_CREDENTIALS, query=TenantQuery, answers={200: out.OnlineUsersAnswer},
+          headers={"X-Tenant-ID": "the tenant, instead of ?tenantId"})
 async def online_users(request: web.Request) -> web.Response:
     """The tenant's visitors with an open socket (from Redis)."""
     principal = await authenticate(request, allow=STAFF_CREDENTIALS)
     header = request.headers.get("X-Tenant-ID")
     if header:
         principal.check_tenant(header)
-    tenant_id = tenant_of(principal, request.query.get("tenantId") or header)
+    tenant_id = tenant_of(principal, validate(TenantQuery, dict(request.query)).get("tenantId") or header)
     return json_response({"users": await request.app[PRESENCE].online(tenant_id)})
 
 
 @routes.get("/api/widgets/sessions/{sessionId}/messages", name="widget_session_messages")
+@describe("chat", auth=STAFF_CREDENTIALS, answers={200: out.SessionHistoryAnswer}, errors=(400,))
 async def session_messages(request: web.Request) -> web.Response:
     """A conversation's full history for the agent interface (004 shape)."""
     principal = await authenticate(request, allow=STAFF_CREDENTIALS)

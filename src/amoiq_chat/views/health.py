@@ -1,4 +1,5 @@
-"""GET /api/health: the seed's fields plus the state of PostgreSQL and Redis."""
+"""GET /api/health: the seed's fields plus the state of PostgreSQL and Redis; /api/health/live and
+/api/health/ready for orchestrators."""
 from __future__ import annotations
 
 import asyncio
@@ -7,9 +8,11 @@ import time
 from aiohttp import web
 
 from .. import db
+from ..apidoc import describe
 from ..http import json_response
 from ..jsonutil import now_iso
-from ..appkeys import DB, REDIS, SETTINGS, STARTED_AT
+from ..appkeys import DB, REDIS, SETTINGS, STARTED_AT, WORKERS
+from ..responses import Health, Liveness, Readiness
 
 routes = web.RouteTableDef()
 CHECK_TIMEOUT = 2.0
@@ -24,11 +27,8 @@ async def _probe(check) -> dict:
     return {"status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
 
 
-@routes.get("/api/health", name="health")
-async def health(request: web.Request) -> web.Response:
-    """Report liveness and the state of each backing service; 503 when one is down."""
-    app = request.app
-    settings = app[SETTINGS]
+async def _services(app: web.Application) -> tuple[dict, dict]:
+    """The state of PostgreSQL (one SELECT 1 through the pool) and Redis (PING), probed at once."""
 
     async def postgres() -> None:
         await db.ping(app[DB])
@@ -37,6 +37,20 @@ async def health(request: web.Request) -> web.Response:
         await app[REDIS].ping()
 
     pg_state, redis_state = await asyncio.gather(_probe(postgres), _probe(redis))
+    return pg_state, redis_state
+
+
+def _unavailable(message: str) -> dict:
+    return {"code": "SERVICE_UNAVAILABLE", "message": message, "error": message, "errors": {}, "details": {}}
+
+
+@routes.get("/api/health", name="health")
+@describe("health", answers={200: Health, 503: Health})
+async def health(request: web.Request) -> web.Response:
+    """Report liveness and the state of each backing service; 503 when one is down."""
+    app = request.app
+    settings = app[SETTINGS]
+    pg_state, redis_state = await _services(app)
     healthy = pg_state["status"] == "up" and redis_state["status"] == "up"
     host = request.host or f"{settings.host}:{settings.port}"
     ws_scheme = "wss" if request.scheme == "https" else "ws"
@@ -52,5 +66,34 @@ async def health(request: web.Request) -> web.Response:
         "services": {"postgres": pg_state, "redis": redis_state},
     }
     if not healthy:
-        body.update({"code": "SERVICE_UNAVAILABLE", "error": body["message"], "errors": {}, "details": {}})
+        body.update(_unavailable(body["message"]))
     return json_response(body, status=200 if healthy else 503)
+
+
+@routes.get("/api/health/live", name="health_live")
+@describe("health", answers={200: Liveness})
+async def live(request: web.Request) -> web.Response:
+    """The process is up and its loop answers (touches neither PostgreSQL nor Redis)."""
+    return json_response({"success": True, "status": "up",
+                          "uptimeSeconds": round(time.time() - request.app[STARTED_AT], 1)})
+
+
+@routes.get("/api/health/ready", name="health_ready")
+@describe("health", answers={200: Readiness, 503: Readiness})
+async def ready(request: web.Request) -> web.Response:
+    """Ready for traffic: PostgreSQL and Redis answer and every background worker of this process runs; else 503."""
+    app = request.app
+    pg_state, redis_state = await _services(app)
+    stopped = sorted(name for name, running in app[WORKERS].items() if not running())
+    if not app[WORKERS]:
+        workers = {"status": "down", "error": "not started"}
+    elif stopped:
+        workers = {"status": "down", "error": "not running: " + ", ".join(stopped)}
+    else:
+        workers = {"status": "up", "running": sorted(app[WORKERS])}
+    checks = {"postgres": pg_state, "redis": redis_state, "workers": workers}
+    ok = all(check["status"] == "up" for check in checks.values())
+    body = {"success": ok, "status": "ready" if ok else "not ready", "checks": checks}
+    if not ok:
+        body.update(_unavailable("Not ready: " + ", ".join(k for k, v in checks.items() if v["status"] != "up")))
+    return json_response(body, status=200 if ok else 503)

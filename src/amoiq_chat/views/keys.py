@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import responses as out
+from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN
 from ..errors import NotFound
@@ -26,6 +28,7 @@ def key_json(row: dict, whole_key: str | None = None) -> dict:
 
 
 @routes.get("/api/keys", name="keys")
+@describe("keys", auth=(ADMIN,), answers={200: out.KeysAnswer})
 async def list_keys(request: web.Request) -> web.Response:
     """The tenant's live keys."""
     principal = await authenticate(request, allow=(ADMIN,))
@@ -34,6 +37,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/keys", name="keys")
+@describe("keys", auth=(ADMIN,), body=ApiKeySchema, answers={201: out.KeyAnswer})
 async def create_key(request: web.Request) -> web.Response:
     """Create a key; a secret key is in this answer and nowhere else, ever."""
     principal = await authenticate(request, allow=(ADMIN,))
@@ -44,6 +48,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/keys/{key_id:\\d+}", name="key")
+@describe("keys", auth=(ADMIN,), path={"key_id": "integer"}, answers={200: out.KeyAnswer})
 async def revoke_key(request: web.Request) -> web.Response:
     """Revoke a key of the tenant."""
     principal = await authenticate(request, allow=(ADMIN,))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import responses as out
+from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN
 from ..http import json_response, read_json
@@ -25,6 +27,7 @@ def tenant_json(row: dict) -> dict:
 
 
 @routes.get("/api/tenant", name="tenant")
+@describe("tenant", auth=(ADMIN,), answers={200: out.TenantAnswer})
 async def get_tenant(request: web.Request) -> web.Response:
     """The tenant's settings."""
     principal = await authenticate(request, allow=(ADMIN,))
@@ -33,6 +36,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/tenant", name="tenant")
+@describe("tenant", auth=(ADMIN,), body=TenantSchema, partial=True, answers={200: out.TenantChanged})
 async def update_tenant(request: web.Request) -> web.Response:
     """Change the tenant's name, turn identity verification on or off, or say how sessions resume."""
     principal = await authenticate(request, allow=(ADMIN,))
@@ -42,6 +46,7 @@ async def update_tenant(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/tenant/identity-secret", name="tenant_identity_secret")
+@describe("tenant", auth=(ADMIN,), answers={200: out.TenantChanged})
 async def rotate_identity_secret(request: web.Request) -> web.Response:
     """Replace the identity secret; userHash values made with the old one stop working."""
     principal = await authenticate(request, allow=(ADMIN,))

@@ -5,6 +5,8 @@ import hashlib
 
 from aiohttp import web
 
+from ..responses import widgets as out
+from ..apidoc import describe
 from ..auth import authenticate
 from ..credentials import ADMIN, SECRET_KEY, Principal
 from ..http import json_response, read_json, validate
@@ -51,6 +53,7 @@ def _widget_answer(message: str, row: dict, status: int = 200) -> web.Response:
 
 
 @routes.get("/api/widgets", name="widgets")
+@describe("widgets", auth=MANAGERS, query=PageSchema, answers={200: out.WidgetsAnswer})
 async def list_widgets(request: web.Request) -> web.Response:
     """One page of the tenant's widgets, the tenant's stats and the pagination."""
     principal = await authenticate(request, allow=MANAGERS)
@@ -64,6 +67,7 @@ async def list_widgets(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/widgets", name="widgets")
+@describe("widgets", auth=MANAGERS, body=WidgetSchema, answers={201: out.WidgetChanged})
 async def create_widget(request: web.Request) -> web.Response:
     """Create a widget; unspecified fields take the seed's defaults."""
     principal = await authenticate(request, allow=MANAGERS)
@@ -73,6 +77,7 @@ async def create_widget(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/widgets/stats/overview", name="widget_stats")
+@describe("widgets", auth=MANAGERS, answers={200: out.WidgetStatsAnswer})
 async def stats_overview(request: web.Request) -> web.Response:
     """The tenant's figures, computed from stored rows."""
     principal = await authenticate(request, allow=MANAGERS)
@@ -81,6 +86,7 @@ async def stats_overview(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/widgets/{site_key}", name="widget")
+@describe("widgets", auth=MANAGERS, answers={200: out.WidgetAnswer})
 async def get_widget(request: web.Request) -> web.Response:
     """One widget of the tenant."""
     principal = await authenticate(request, allow=MANAGERS)
@@ -89,6 +95,7 @@ async def get_widget(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/widgets/{site_key}", name="widget")
+@describe("widgets", auth=MANAGERS, body=WidgetSchema, partial=True, answers={200: out.WidgetChanged})
 async def update_widget(request: web.Request) -> web.Response:
     """Change the given fields of a widget."""
     principal = await authenticate(request, allow=MANAGERS)
@@ -99,6 +106,7 @@ async def update_widget(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/widgets/{site_key}", name="widget")
+@describe("widgets", auth=MANAGERS, answers={200: out.Done})
 async def delete_widget(request: web.Request) -> web.Response:
     """Delete a widget and its conversations."""
     principal = await authenticate(request, allow=MANAGERS)
@@ -108,6 +116,9 @@ async def delete_widget(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/widgets/{site_key}/config", name="widget_config")
+@describe("widgets", answers={200: out.WidgetConfigOut, 304: None}, errors=(403,),
+          headers={"Origin": "the embedding page (403 when the widget does not allow it)",
+                   "If-None-Match": "an ETag from an earlier answer (304 when unchanged)"})
 async def widget_config(request: web.Request) -> web.Response:
     """Public: the configuration of an active widget, with an ETag (304 when unchanged)."""
     row = await widgets.public_widget(request.app[DB], request.app[PUBLIC_WIDGETS], request.match_info["site_key"],

@@ -33,7 +33,7 @@ class PresenceWorker:
         process; return how many visitors went offline."""
         if not await self.presence.beat():
             self.lost = True
-        if self.lost and self.bus.connected():  # (user_online said before the bus is back would be missed)
+        if self.lost and self.bus.connected:  # (user_online said before the bus is back would be missed)
             back = await self.presence.restore()
             self.lost = False
             for tenant_id, field, value in back:
@@ -66,6 +66,11 @@ class PresenceWorker:
         """Beat at once, then keep beating and sweeping in the background."""
         await self.presence.beat()
         self._task = asyncio.create_task(self._run(), name="presence-worker")
+
+    @property
+    def running(self) -> bool:
+        """True while the loop runs."""
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         """Stop, and clear what this process still holds (its sockets are closed by now)."""

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from ..apidoc import describe
 from .. import auth, credentials
 from ..bus import FOR_STAFF, FOR_VISITORS, rooms
 from ..errors import Forbidden, Unauthorized, ValidationError
@@ -41,6 +42,14 @@ async def _staff_for_token(request: web.Request) -> dict:
 
 
 @routes.get("/ws/agent/{agentId}", name="ws_agent")
+@describe("websocket", socket=agent_frames,
+          params={"token": "the agent's JWT (or an admin's whose sub is agentId)"},
+          sends={"connection_status": "on connect", "waiting_sessions": "the queue",
+                 "chat_accepted": "a chat this agent took, with its history (every socket of the agent)",
+                 "new_message": "every message of a followed chat", "typing": "a visitor is typing",
+                 "user_online": "a visitor came online", "user_offline": "a visitor's last socket closed",
+                 "online_users_list": "answer to get_online_users", "ack": "a send_message was stored",
+                 "error": "a refused frame (ErrorFrame)"})
 async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     """Serve a staff socket: tenant and presence rooms, its own room, and the chats it holds."""
     app = request.app

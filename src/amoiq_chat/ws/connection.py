@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import HUB, REPLAY, SETTINGS, SOCKETS
+from .. import observe
+from ..appkeys import HUB, METRICS, REPLAY, SETTINGS, SOCKETS
 from .sequencer import Sequencer
 
 
@@ -19,7 +20,7 @@ class Connection(Sequencer):
     def __init__(self, app: web.Application, ws: web.WebSocketResponse, audience: str) -> None:
         settings = app[SETTINGS]
         super().__init__(ws, audience, app[REPLAY], app[HUB], send_buffer=settings.ws_send_buffer,
-                         queue_max=settings.ws_send_queue)
+                         queue_max=settings.ws_send_queue, sent=app[METRICS].frames_out_tally)
         self.app = app
         self.tenant_id: str | None = None
         self.session_id: str | None = None  # visitor sockets: the path's session
@@ -39,11 +40,13 @@ class Connection(Sequencer):
         """Send over this (prepared) socket from now on; the heartbeat looks after it."""
         super().start(request)
         self.app[SOCKETS].add(self)
+        observe.socket_opened(self)
 
     async def stop(self) -> None:
         """Forget the socket, then stop it (rooms left, queued work finished or cancelled)."""
         self.app[SOCKETS].discard(self)
         await super().stop()
+        observe.socket_closed(self)
 
     def over_limit(self, now: float) -> bool:
         """Count a frame (of any kind) received at loop time `now`; True when it exceeds the rate (refused)."""

@@ -85,3 +85,14 @@ class EscalateFrame(EscalateBody):
 
 class RatingFrame(RatingFields):
     """The visitor's `rating` of their closed chat."""
+
+
+class ErrorFrame(Lenient):
+    """What a refused frame gets (ws/registry.error_frame makes it); documented, not loaded."""
+
+    type = fields.Str(required=True, validate=validate.OneOf(("error",)))
+    code = fields.Str(required=True)
+    message = fields.Str(required=True)
+    errors = fields.Dict(required=True)
+    frameType = fields.Str()
+    clientMessageId = fields.Str()

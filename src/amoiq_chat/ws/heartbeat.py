@@ -31,6 +31,11 @@ class Heartbeat:
         """Sweep every half interval in the background."""
         self._task = asyncio.create_task(self._run(), name="ws-heartbeat")
 
+    @property
+    def running(self) -> bool:
+        """True while the loop runs."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         """Stop sweeping."""
         await cancel_and_wait(self._task)

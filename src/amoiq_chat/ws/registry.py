@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 import marshmallow
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..appkeys import METRICS
 from ..errors import ApiError, RateLimited, ValidationError
 from ..http import json_object, validate
 from ..outages import unexpected
@@ -105,9 +106,11 @@ async def read_frames(conn: Connection, registry: Registry) -> None:
     """
     ws = conn.ws
     clock = asyncio.get_running_loop().time
+    metrics = conn.app[METRICS]
     async for msg in ws:
         conn.seen = now = clock()  # any frame, pong or not, shows the peer is alive
         kind = msg.type
+        metrics.frames_in_tally[conn.audience] += 1
         if kind == WSMsgType.BINARY:
             conn.send(error_frame(ValidationError("Binary frames are not supported; send JSON text",
                                                   errors={"frame": "binary"})))
@@ -117,6 +120,7 @@ async def read_frames(conn: Connection, registry: Registry) -> None:
             log.debug("socket %s closed with error %s", conn.id, ws.exception())
             return
         if conn.over_limit(now):
+            metrics.rate_limited.labels("ws").inc()
             if kind == WSMsgType.TEXT:
                 conn.send(error_frame(RateLimited("Too many frames; at most "
                                                   f"{conn.limit.count} per {conn.limit.seconds} s")))

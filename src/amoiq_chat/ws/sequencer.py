@@ -93,8 +93,8 @@ class Sequencer(Socket):
     __slots__ = ("audience", "cursors", "rooms", "_source", "_hub", "_backlog", "_worker", "_queue_max")
 
     def __init__(self, ws: web.WebSocketResponse, audience: str, source: ReplaySource, hub: Rooms, *,
-                 send_buffer: int, queue_max: int) -> None:
-        super().__init__(ws, send_buffer)
+                 send_buffer: int, queue_max: int, sent: collections.Counter) -> None:
+        super().__init__(ws, send_buffer, sent, audience)
         self.audience = audience  # which frames of a bus event this socket gets (FOR_VISITORS, FOR_STAFF)
         self.cursors: dict[str, int] = {}
         self.rooms: list[str] = []  # hub rooms joined (a handful: a list is a third of a set's size)

@@ -8,6 +8,7 @@ closed with 1013. What to send, and in which order, is the sequencer's (`sequenc
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 import struct
@@ -42,9 +43,9 @@ class Socket:
     """A prepared WebSocket's sending side: text frames, pings and pongs, closing, dropping."""
 
     __slots__ = ("ws", "id", "seen", "pinged_at", "_transport", "_writer", "_out", "_closer", "_stopped",
-                 "_send_buffer")
+                 "_send_buffer", "_sent", "_kind")
 
-    def __init__(self, ws: web.WebSocketResponse, send_buffer: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, send_buffer: int, sent: collections.Counter, kind: str) -> None:
         self.ws = ws
         self.id = secrets.token_hex(6)
         self.seen = 0.0  # loop time of the last frame received (the heartbeat reads it)
@@ -55,6 +56,8 @@ class Socket:
         self._closer: asyncio.Task | None = None
         self._stopped = False
         self._send_buffer = send_buffer
+        self._sent = sent  # text frames written, by socket kind (the process's metrics read it)
+        self._kind = kind
 
     def start(self, request: web.Request) -> None:
         """Send over this (prepared) socket's connection from now on."""
@@ -79,6 +82,7 @@ class Socket:
 
     def emit(self, data: bytes) -> None:
         """Add a text frame to what this socket writes at the end of the tick."""
+        self._sent[self._kind] += 1
         self._write_soon(text_frame(data))
 
     def _write_soon(self, frame: bytes) -> None:

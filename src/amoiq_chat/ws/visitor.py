@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
+from ..apidoc import describe
 from .. import credentials
 from ..bus import FOR_STAFF, FOR_VISITORS
 from ..errors import Forbidden, ValidationError
@@ -50,6 +51,15 @@ async def _session_for_token(request: web.Request, session_id: str, token: str) 
 
 
 @routes.get("/ws/{sessionId}", name="ws_visitor")
+@describe("websocket", socket=visitor_frames,
+          params={"token": "a visitor JWT whose sid is this session (binds the socket at once)",
+                  "since": "replay the messages stored after this seq, then go live"},
+          sends={"connection_status": "on connect, and `joined` once the socket follows its conversation",
+                 "ack": "{clientMessageId, id, seq, sessionId, duplicate, timestamp} once a message is stored",
+                 "meta_message_created": "{message: {id, text, sender, timestamp, sessionId, userId, tenantId, seq}}",
+                 "message": "an agent's or the assistant's reply (004 shape, metadata.agentName, isAI, seq)",
+                 "typing": "the other side is typing", "agent_joined": "an agent took the chat",
+                 "error": "a refused frame (ErrorFrame); the socket stays open unless a close follows"})
 async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     """Serve a visitor's socket: with ?token= it is bound at once; without, its first frame with siteKey joins."""
     app = request.app
