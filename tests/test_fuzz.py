@@ -19,6 +19,7 @@ from amoiq_chat.openapi import build_spec
 from amoiq_chat.settings import Settings
 
 from .chat_fixtures import ServerProcess
+from .factories import unique
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           negative_data_rejection]
@@ -51,12 +52,13 @@ def credentials(fuzz_server) -> Iterator[dict[str, str | None]]:
     """One valid credential of each role, of one tenant that has a widget and a session; at the end,
     none of them may be in the server's log."""
     base = fuzz_server.url + "/api"
-    registered = _post(base + "/auth/register", {"username": "fuzzadmin", "email": "fuzz@example.com",
+    admin_email, agent_email = unique("fuzz") + "@example.com", unique("fuzzagent") + "@example.com"
+    registered = _post(base + "/auth/register", {"username": unique("fuzzadmin"), "email": admin_email,
                                                  "password": "fuzz-password-1"})["data"]
     admin, tenant = registered["token"], registered["tenant"]
-    _post(base + "/agents", {"username": "fuzzagent", "email": "agent@example.com", "password": "fuzz-password-2",
+    _post(base + "/agents", {"username": unique("fuzzagent"), "email": agent_email, "password": "fuzz-password-2",
                              "full_name": "Fuzz Agent"}, admin)
-    agent = _post(base + "/auth/agent-login", {"email": "agent@example.com", "password": "fuzz-password-2"})["data"]["token"]
+    agent = _post(base + "/auth/agent-login", {"email": agent_email, "password": "fuzz-password-2"})["data"]["token"]
     site_key = _post(base + "/widgets", {"business_name": "Fuzz"}, admin)["data"]["widget"]["site_key"]
     visitor = _post(base + "/chat/anonymous-token", {"tenantId": tenant["id"], "siteKey": site_key},
                     tenant["publishableKey"])["token"]

@@ -12,6 +12,7 @@ from amoiq_chat.credentials import user_hash
 from amoiq_chat.logs import JsonFormatter, TextFormatter, redact_query
 
 from .chat_fixtures import ServerProcess, recv, session_id, until
+from .factories import unique
 
 ACCESS_FIELDS = {"method", "path", "route", "status", "duration_ms", "request_id", "client_ip"}
 
@@ -19,25 +20,26 @@ ACCESS_FIELDS = {"method", "path", "route", "status", "duration_ms", "request_id
 async def _scenario(base: str, ws_base: str) -> list[str]:
     """Register, log in, manage, chat over HTTP and sockets; return every secret used on the way."""
     admin_password, agent_password = "admin-pass-Qw3rty-123", "agent-pass-Zx9cvb-456"
+    admin_email, agent_email = unique("log") + "@example.com", unique("logagent") + "@example.com"
     async with aiohttp.ClientSession() as http:
         async def call(method: str, path: str, token: str | None = None, **kwargs) -> tuple[int, dict]:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             async with http.request(method, base + path, headers=headers, **kwargs) as resp:
                 return resp.status, await resp.json()
 
-        status, body = await call("POST", "/api/auth/register", json={"username": "logadmin", "email": "log@example.com",
+        status, body = await call("POST", "/api/auth/register", json={"username": unique("logadmin"), "email": admin_email,
                                                                        "password": admin_password})
         assert status == 201, body
         admin, keys = body["data"]["token"], body["data"]["tenant"]
         tenant_id, pk, sk = keys["id"], keys["publishableKey"], keys["secretKey"]
-        assert (await call("POST", "/api/auth/login", json={"email": "log@example.com", "password": "wrong-" + admin_password}))[0] == 401
-        status, body = await call("POST", "/api/auth/login", json={"email": "log@example.com", "password": admin_password})
+        assert (await call("POST", "/api/auth/login", json={"email": admin_email, "password": "wrong-" + admin_password}))[0] == 401
+        status, body = await call("POST", "/api/auth/login", json={"email": admin_email, "password": admin_password})
         admin2 = body["data"]["token"]
-        status, body = await call("POST", "/api/agents", admin, json={"username": "logagent", "email": "agent@example.com",
+        status, body = await call("POST", "/api/agents", admin, json={"username": unique("logagent"), "email": agent_email,
                                                                       "password": agent_password, "full_name": "A"})
         assert status == 201, body
         agent_id = body["data"]["agent"]["id"]
-        status, body = await call("POST", "/api/auth/agent-login", json={"email": "agent@example.com", "password": agent_password})
+        status, body = await call("POST", "/api/auth/agent-login", json={"email": agent_email, "password": agent_password})
         agent = body["data"]["token"]
         status, body = await call("PUT", "/api/tenant", admin, json={"identityVerification": True})
         identity_secret = body["data"]["tenant"]["identitySecret"]
