@@ -53,8 +53,13 @@ class Side:
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         ws = await self.http.ws_connect(self._url())
         try:
-            first = await ws.receive(timeout=ACK_TIMEOUT)
-            assert first.type == aiohttp.WSMsgType.TEXT and json.loads(first.data)["type"] == "connection_status", first
+            while True:  # a visitor socket with ?since= gets what it missed first, then connection_status (lastSeq)
+                msg = await ws.receive(timeout=ACK_TIMEOUT)
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                frame = json.loads(msg.data)
+                if frame["type"] == "connection_status":
+                    break
+                self._on_frame(frame)
             await self._greeted(ws)
         except BaseException:
             await ws.close()
