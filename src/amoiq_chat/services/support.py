@@ -19,7 +19,8 @@ from ..jsonutil import dumps, iso, now_iso
 from ..store import messages as stored_messages, support as store
 from . import messages
 from .queue import QueueBoard, estimated_wait
-from .writer import Draft, MessageWriter
+from .batches import Draft
+from .writer import MessageWriter
 
 log = logging.getLogger(__name__)
 
