@@ -12,7 +12,7 @@ from amoiq_chat.bus import FOR_STAFF, encode_event
 from amoiq_chat.errors import ServiceUnavailable
 from amoiq_chat.appkeys import BUS, DB, REDIS, SETTINGS, WRITER
 from amoiq_chat.services import sessions
-from amoiq_chat.services.writer import WRITER_APPLICATION_NAME, Draft
+from amoiq_chat.services.batches import WRITER_APPLICATION_NAME, Draft
 
 from .chat_fixtures import closed_with, make_tenant, recv, session_id, until
 from .conftest import wait_for_port

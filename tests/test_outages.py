@@ -13,7 +13,7 @@ import redis.exceptions
 from amoiq_chat import db
 from amoiq_chat.appkeys import DB, SETTINGS
 from amoiq_chat.outages import failure
-from amoiq_chat.services.writer import WRITER_APPLICATION_NAME
+from amoiq_chat.services.batches import WRITER_APPLICATION_NAME
 
 from .chat_fixtures import make_tenant, session_id, until
 

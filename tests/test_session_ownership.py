@@ -9,7 +9,7 @@ from amoiq_chat import credentials
 from amoiq_chat.appkeys import DB, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from amoiq_chat.errors import Forbidden
 from amoiq_chat.services import visitors
-from amoiq_chat.services.writer import Draft
+from amoiq_chat.services.batches import Draft
 
 from .chat_fixtures import make_tenant, nothing_more, recv, session_id, until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from amoiq_chat.appkeys import DB, REDIS, SETTINGS
-from amoiq_chat.schemas import message_text
+from amoiq_chat.visitor_schemas import message_text
 
 from .chat_fixtures import make_tenant, session_id
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from amoiq_chat.appkeys import CHAT_HOOKS, DB, SETTINGS, WRITER
-from amoiq_chat.services.writer import Draft
+from amoiq_chat.services.batches import Draft
 
 from .chat_fixtures import collect, make_tenant, nothing_more, recv, session_id, until
 

@@ -11,7 +11,7 @@ from amoiq_chat import credentials
 from amoiq_chat.errors import ValidationError
 from amoiq_chat.http import validate
 from amoiq_chat.appkeys import DB, SETTINGS
-from amoiq_chat.schemas import MessageBody
+from amoiq_chat.visitor_schemas import MessageBody
 from amoiq_chat.ws.frames import plain_message
 from amoiq_chat.settings import RateLimit
 from amoiq_chat.ws.registry import Registry

@@ -7,7 +7,7 @@ import socket
 
 from amoiq_chat import credentials
 from amoiq_chat.appkeys import DB, SETTINGS, SOCKETS, WRITER
-from amoiq_chat.services.writer import Draft
+from amoiq_chat.services.batches import Draft
 from amoiq_chat.settings import RateLimit
 
 from .chat_fixtures import make_tenant, recv, until

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from amoiq_chat.appkeys import DB, SETTINGS, WRITER
 from amoiq_chat.services import sessions
-from amoiq_chat.services.writer import Draft
+from amoiq_chat.services.batches import Draft
 
 from .chat_fixtures import make_tenant, session_id
 from .conftest import free_port

@@ -13,7 +13,8 @@ from ..jsonutil import dumps, now_iso
 from ..store import messages as stored
 from . import messages, sessions
 from .presence import Gone, user_entry
-from .writer import Draft, MessageWriter, Stored
+from .batches import Draft, Stored
+from .writer import MessageWriter
 
 log = logging.getLogger(__name__)
 

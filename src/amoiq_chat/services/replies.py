@@ -23,7 +23,7 @@ from ..store import support as store
 from ..tasks import cancel_and_wait
 from .chat import publish_typing
 from .support import Support
-from .writer import Stored
+from .batches import Stored
 
 log = logging.getLogger(__name__)
 

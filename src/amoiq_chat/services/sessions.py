@@ -97,14 +97,18 @@ async def check_resume(conn: aiopg.Connection, session_id: str, tenant_id: str, 
                         errors={"sessionSecret": "missing or wrong"})
 
 
-async def find_session(conn: aiopg.Connection, session_id: str, tenant_id: str) -> dict:
-    """A session of the tenant: 404 SESSION_NOT_FOUND when absent, 403 when another tenant's."""
-    row = await store.session_by_id(conn, session_id)
+def of_tenant(row: dict | None, session_id: str, tenant_id: str) -> dict:
+    """A session row read for the tenant: 404 SESSION_NOT_FOUND when absent, 403 when another tenant's."""
     if row is None:
         raise SessionNotFound(f"Session {session_id} not found")
     if row["tenant_id"] != tenant_id:
         raise Forbidden("This session belongs to another tenant")
     return row
+
+
+async def find_session(conn: aiopg.Connection, session_id: str, tenant_id: str) -> dict:
+    """A session of the tenant: 404 SESSION_NOT_FOUND when absent, 403 when another tenant's."""
+    return of_tenant(await store.session_by_id(conn, session_id), session_id, tenant_id)
 
 
 async def waiting_sessions(conn: aiopg.Connection, tenant_id: str) -> list[dict]:

@@ -14,12 +14,13 @@ import aiopg
 
 from ..credentials import AGENT
 from ..bus import FOR_ALL, FOR_STAFF, FOR_VISITORS, Bus, encode_event, rooms
-from ..errors import ApiError, Conflict, Forbidden, SessionNotFound
+from ..errors import ApiError, Conflict, Forbidden
 from ..jsonutil import dumps, iso, now_iso
 from ..store import messages as stored_messages, support as store
-from . import messages
+from . import messages, sessions
 from .queue import QueueBoard, estimated_wait
-from .writer import Draft, MessageWriter
+from .batches import Draft
+from .writer import MessageWriter
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +203,4 @@ def _agent_id(staff: dict[str, Any]) -> int | None:
 
 async def _state_of(conn: aiopg.Connection, tenant_id: str, session_id: str) -> dict:
     """A session's state for explaining a refusal: 404 when absent, 403 when another tenant's."""
-    state = await store.session_state(conn, session_id)
-    if state is None:
-        raise SessionNotFound(f"Session {session_id} not found")
-    if state["tenant_id"] != tenant_id:
-        raise Forbidden("This session belongs to another tenant")
-    return state
+    return sessions.of_tenant(await store.session_state(conn, session_id), session_id, tenant_id)

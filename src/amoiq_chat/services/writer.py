@@ -1,4 +1,5 @@
-"""The message write path: writers batching what arrives into one statement per batch.
+"""The message write path: writers batching what arrives into one statement per batch (stored by
+`batches.py` on each writer's own connection).
 
 `await writer.submit(draft)` returns the stored message once it is committed. Messages are
 spread over a few writer tasks by session (one session always goes to the same one, so its
@@ -16,31 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import aiopg
 import psycopg2.errors
-import psycopg2.extensions
 import redis.asyncio as aioredis
 
-from .. import db
 from ..bus import Bus, Event, rooms
 from ..bus.announce import Announcer
-from ..errors import ApiError, InternalError, SessionNotFound, ValidationError
-from ..jsonutil import dumps_str, iso
-from ..outages import failure, is_outage
+from ..errors import ApiError, InternalError, ValidationError
+from ..outages import failure
 from ..tasks import cancel_and_wait
-from ..store import messages as store
 from . import messages
+from .batches import BatchConnection, Draft, Stored, draft_fault
 
 log = logging.getLogger(__name__)
 
-# A batch that met another writer (two processes, one clientMessageId or a lock cycle) is retried.
-RETRIES = 3
 # Stored batches whose announcement may be outstanding at once, per writer: the writer stores the
 # next batch without waiting for Redis (announcements leave one after another, in order), and
 # waits only when Redis has fallen this far behind.
@@ -53,58 +47,17 @@ ANNOUNCING_MAX = 2
 # itself, and when senders send their next message once acked, a linger there would hold up
 # all of them (the bench's maximum load) without bringing any message sooner.
 LINGER_BELOW = 8
-RETRYABLE = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
-             psycopg2.errors.SerializationFailure)
-CONNECT_TIMEOUT = 10.0
-WRITER_APPLICATION_NAME = f"{db.APPLICATION_NAME} writer"  # its connections in pg_stat_activity
-REPREPARE = 30.0  # seconds between two PREPAREs of the batch statement on one connection
 STOPPED = object()
-
-
-@dataclass
-class Draft:
-    """A message to store; `session` (the session's row, when the caller has it) refreshes session:{id}."""
-
-    tenant_id: str
-    session_id: str
-    sender_type: str  # visitor | agent | ai | system
-    text: str
-    sender_id: str | None = None
-    user_id: str | None = None
-    client_message_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    message_type: str = "text"
-    session: dict | None = None
-
-
-@dataclass
-class Stored:
-    """A committed message row, and whether it was stored earlier (a repeated clientMessageId)."""
-
-    row: dict
-    duplicate: bool = False
-
-    @property
-    def id(self) -> str:
-        """The message id."""
-        return str(self.row["id"])
-
-    @property
-    def seq(self) -> int:
-        """The message's place in its session."""
-        return self.row["seq"]
 
 
 class _Shard:
     """One writer task: its queue, its PostgreSQL connection with the statement prepared on it, and
     its Redis connection (an Announcer's calls must not overlap: one reply is read per call)."""
 
-    def __init__(self, queue_max: int, redis: aioredis.Redis) -> None:
+    def __init__(self, queue_max: int, dsn: str, redis: aioredis.Redis) -> None:
         self.queue: asyncio.Queue = asyncio.Queue(queue_max)
         self.task: asyncio.Task | None = None
-        self.conn: aiopg.Connection | None = None
-        self.cursor: aiopg.Cursor | None = None
-        self.prepared_at = 0.0  # time.monotonic() of the last PREPARE on conn
+        self.batches = BatchConnection(dsn)
         self.last_batch = 0  # messages in the batch taken before this one
         self.announcing: collections.deque[asyncio.Task] = collections.deque()  # stored batches being published, oldest first
         self.announcer = Announcer(redis)
@@ -115,12 +68,6 @@ def _refuse(batch: list[tuple[Draft, asyncio.Future]], error: ApiError) -> None:
     for _, future in batch:
         if not future.done():
             future.set_exception(error)
-
-
-def _draft_fault(exc: BaseException) -> bool:
-    """True when PostgreSQL refused what a batch holds (a value it cannot store), not an outage:
-    one of its drafts is the culprit, and storing the batch in parts finds it."""
-    return isinstance(exc, psycopg2.DatabaseError) and not is_outage(exc)
 
 
 def _store_failed(exc: BaseException) -> ApiError:
@@ -138,7 +85,7 @@ class MessageWriter:
         self.bus = bus
         self.batch_max = batch_max
         self.linger = linger  # seconds a batch waits for more messages (see LINGER_BELOW)
-        self._shards = [_Shard(queue_max, redis) for _ in range(max(1, shards))]
+        self._shards = [_Shard(queue_max, dsn, redis) for _ in range(max(1, shards))]
         self.batches = 0
         self.stored = 0
         self.on_batch: Callable[[int, int, float], None] = lambda size, stored, seconds: None  # metrics
@@ -167,7 +114,7 @@ class MessageWriter:
                 await asyncio.wait(shard.announcing, timeout=5)
                 for task in shard.announcing:
                     await cancel_and_wait(task)
-            await self._drop_connection(shard)
+            await shard.batches.drop()
             await shard.announcer.close()
 
     async def submit(self, draft: Draft) -> Stored:
@@ -202,34 +149,6 @@ class MessageWriter:
             if stop:
                 return
 
-    async def _cursor(self, shard: _Shard) -> aiopg.Cursor:
-        """The shard's cursor (tuples, not dicts) on its own connection, opened once, with
-        STORE_BATCH prepared on it (again every REPREPARE s). One cursor for every batch: an aiopg
-        cursor is a reference cycle, which only the garbage collector's pauses reclaim."""
-        if shard.cursor is None:
-            conn = await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT)
-            try:
-                cursor = await conn.cursor(cursor_factory=psycopg2.extensions.cursor)
-                await store.prepare_batch(cursor)
-            except BaseException:
-                await conn.close()
-                raise
-            shard.conn, shard.cursor, shard.prepared_at = conn, cursor, time.monotonic()
-        elif time.monotonic() - shard.prepared_at > REPREPARE:
-            await store.prepare_batch_again(shard.cursor)
-            shard.prepared_at = time.monotonic()
-        return shard.cursor
-
-    async def _connect(self) -> aiopg.Connection:
-        return await aiopg.connect(self.dsn, timeout=None, enable_hstore=False, options=db.SESSION_OPTIONS,
-                                   application_name=WRITER_APPLICATION_NAME)
-
-    async def _drop_connection(self, shard: _Shard) -> None:
-        """Close the shard's connection (after an error, its state is unknown)."""
-        conn, shard.conn, shard.cursor = shard.conn, None, None
-        if conn is not None:
-            await conn.close()
-
     async def _write(self, shard: _Shard, batch: list[tuple[Draft, asyncio.Future]]) -> None:
         """Store one batch and start publishing it; never raises (failures go to the batch's futures).
 
@@ -242,12 +161,12 @@ class MessageWriter:
         drafts = [d for d, _ in batch]
         started = time.monotonic()
         try:
-            results, fresh = await self._store(shard, drafts)
+            results, fresh = await shard.batches.store(self.pool, drafts)
         except asyncio.CancelledError as exc:  # stopped before the batch was through
             _refuse(batch, _store_failed(exc))
             raise
         except Exception as exc:
-            if not _draft_fault(exc):
+            if not draft_fault(exc):
                 log.exception("storing a batch of %d messages failed", len(batch))
                 _refuse(batch, _store_failed(exc))
             elif len(batch) > 1:  # one draft spoils its batch: store the halves apart, in order, to find it
@@ -315,77 +234,6 @@ class MessageWriter:
         announcing = [task for shard in self._shards for task in shard.announcing]
         if announcing:
             await asyncio.wait(announcing)
-
-    async def _store(self, shard: _Shard, drafts: list[Draft]) -> tuple[list[Any], list[tuple[dict, int, Draft]]]:
-        """Store a batch in one statement; the result (Stored or SessionNotFound) of each draft, and what is new."""
-        first: dict[tuple[str, str], int] = {}  # a clientMessageId repeated within the batch: its first draft
-        unique: list[int] = []
-        for n, draft in enumerate(drafts):
-            key = (draft.session_id, draft.client_message_id)
-            if draft.client_message_id and key in first:
-                continue
-            if draft.client_message_id:
-                first[key] = n
-            unique.append(n)
-        for attempt in range(1, RETRIES + 1):
-            now = dt.datetime.now(dt.timezone.utc)
-            stamp = iso(now)
-            rows = [self._row(drafts[n]) for n in unique]
-            batch = [{"o": n, "tenant_id": row["tenant_id"], "session_id": row["session_id"],
-                      "sender_type": row["sender_type"], "sender_id": row["sender_id"], "user_id": row["user_id"],
-                      "message": row["message"], "message_type": row["message_type"],
-                      "client_message_id": row["client_message_id"], "metadata": row["metadata"]}
-                     for n, row in zip(unique, rows)]
-            try:
-                cursor = await self._cursor(shard)
-                answers = await store.store_batch(cursor, dumps_str(batch), now)
-                break
-            except RETRYABLE as exc:
-                if attempt == RETRIES:
-                    raise
-                log.info("batch of %d met another writer (%s); retrying", len(drafts), type(exc).__name__)
-            except BaseException as exc:
-                if not _draft_fault(exc):  # its state is unknown; a refused value leaves it usable
-                    await self._drop_connection(shard)
-                raise
-        by_draft = dict(zip(unique, rows))
-        results: list[Any] = [None] * len(drafts)
-        fresh: list[tuple[dict, int, Draft]] = []
-        repeated: dict[int, str] = {}
-        outbox_ids: dict[str, int] = {}
-        for o, message_id, seq, created_at in answers:
-            if o < 0:
-                outbox_ids[message_id] = seq  # (-1, message id, outbox id)
-            elif seq is None:
-                repeated[o] = message_id
-            else:
-                row = by_draft[o]
-                row["id"], row["seq"] = message_id, seq
-                row["created_at"], row["timestamp"] = (now, stamp) if created_at is None else (created_at, iso(created_at))
-                results[o] = Stored(row)
-                fresh.append((row, 0, drafts[o]))
-        fresh = [(row, outbox_ids[row["id"]], draft) for row, _, draft in fresh]
-        if repeated:
-            async with self.pool.acquire() as conn:
-                stored = {str(r["id"]): r for r in await store.find_by_ids(conn, list(repeated.values()))}
-            for o, message_id in repeated.items():
-                results[o] = Stored(stored[message_id], duplicate=True)
-        for n, draft in enumerate(drafts):
-            if results[n] is None and draft.client_message_id:
-                earlier = results[first[(draft.session_id, draft.client_message_id)]]
-                if isinstance(earlier, Stored):
-                    results[n] = Stored(earlier.row, duplicate=True)
-            if results[n] is None:
-                results[n] = SessionNotFound(f"Session {draft.session_id} not found")
-        return results, fresh
-
-    @staticmethod
-    def _row(draft: Draft) -> dict:
-        """The message row of a draft; id, seq and time come from the statement."""
-        return {"id": None, "tenant_id": draft.tenant_id, "session_id": draft.session_id, "seq": None,
-                "sender_type": draft.sender_type, "sender_id": draft.sender_id, "user_id": draft.user_id,
-                "message": draft.text, "message_type": draft.message_type,
-                "client_message_id": draft.client_message_id, "metadata": draft.metadata}
 
     def _deliver_local(self, events: list[Event]) -> None:
         for event in events:

@@ -12,7 +12,7 @@ from ..errors import Forbidden, MissingSessionId, MissingTenantId
 from ..http import json_response, read_json, validate
 from ..appkeys import CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..services import chat, messages, sessions, visitors
-from ..schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody, TenantQuery, message_text
+from ..visitor_schemas import AnonymousTokenBody, HistoryQuery, MessageBody, SessionBody, TenantQuery, message_text
 
 routes = web.RouteTableDef()
 STAFF_CREDENTIALS = (ADMIN, AGENT, SECRET_KEY)

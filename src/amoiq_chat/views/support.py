@@ -10,7 +10,7 @@ from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR
 from ..errors import Forbidden, SessionNotFound
 from ..http import json_response, read_json, validate
 from ..jsonutil import iso
-from ..schemas import EscalateBody, RatingBody
+from ..visitor_schemas import EscalateBody, RatingBody
 from ..services import sessions
 from ..services.queue import DEFAULT_ACCEPT_SECONDS
 from ..store import support as store

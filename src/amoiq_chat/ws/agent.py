@@ -14,7 +14,7 @@ from ..jsonutil import now_iso
 from ..appkeys import BUS, DB, HUB, PRESENCE, SETTINGS, SUPPORT, WRITER
 from ..services import chat, sessions
 from ..store import sessions as stored_sessions
-from ..schemas import message_text
+from ..visitor_schemas import message_text
 from .frames import AgentTypingFrame, NoFields, SendMessageFrame, SessionFrame, SyncFrame
 from .registry import Registry, new_socket, read_frames
 from .connection import Connection

@@ -5,8 +5,7 @@ import re
 
 from marshmallow import fields, validate
 
-from ..schemas import (MAX_TEXT, EscalateBody, HasText, Lenient, RatingFields, SessionIdField, Text255, VisitorFields,
-                       message_text)
+from ..visitor_schemas import MAX_TEXT, EscalateBody, HasText, Lenient, RatingFields, SessionIdField, Text255, VisitorFields, message_text
 from ..untrusted import control_problem
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")

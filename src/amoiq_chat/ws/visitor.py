@@ -16,7 +16,7 @@ from ..jsonutil import now_iso
 from ..http import validate
 from ..appkeys import BUS, CHAT_HOOKS, DB, PRESENCE, PUBLIC_WIDGETS, REDIS, SETTINGS, WRITER
 from ..services import chat, presence, sessions, visitors
-from ..schemas import MessageBody, VisitorFields, message_text
+from ..visitor_schemas import MessageBody, VisitorFields, message_text
 from .frames import JoinFrame, SyncFrame, TypingFrame, plain_message
 from .registry import Registry, new_socket, read_frames
 from .connection import Connection
