@@ -38,9 +38,20 @@ APPLICATION_NAME = "amoiq-chat"
 
 
 class Pool(aiopg.Pool):
-    """aiopg's pool, but a connection that comes back closed wakes a request waiting for one: aiopg's
-    own release does not, so after PostgreSQL ended the connections in use (a failover, terminated
-    backends) the requests waiting for one waited out their 10 s, though the pool had room again."""
+    """aiopg's pool, mended for PostgreSQL ending its connections (a failover, terminated backends):
+    a connection that comes back closed wakes a request waiting for one (aiopg's release does not:
+    the waiting requests waited out their 10 s though the pool had room again); and a free
+    connection that closed while the pool was opening another is dropped before it is handed out
+    (aiopg's acquire asserted on it: an INTERNAL_ERROR)."""
+
+    async def _fill_free_pool(self, override_min: bool) -> None:
+        while True:
+            await super()._fill_free_pool(override_min)
+            closed = [conn for conn in self._free if conn.closed]
+            if not closed:
+                return
+            for conn in closed:
+                self._free.remove(conn)
 
     def release(self, conn: aiopg.Connection) -> "asyncio.Future[None]":
         """Give a connection back; when it is closed, wake a waiting acquirer (it opens a new one)."""
