@@ -28,7 +28,7 @@ async def _probe(check) -> dict:
 
 
 async def _services(app: web.Application) -> tuple[dict, dict]:
-    """The state of PostgreSQL (one SELECT 1 through the pool) and Redis (PING), probed at once."""
+    """The state of PostgreSQL (one trivial query through the pool, db.ping) and Redis (PING), probed at once."""
 
     async def postgres() -> None:
         await db.ping(app[DB])
