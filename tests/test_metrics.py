@@ -32,8 +32,10 @@ async def test_metrics_count_requests_and_messages_in_process(aiohttp_client, ma
     assert (await client.get("/api/widgets/nope/config")).status == 404
     sid = session_id()
     for n in range(2):
-        await expect(await client.post("/webchat/message", json={"tenantId": tenant.id, "sessionId": sid,
-                                                                 "text": f"m{n}"}, headers=tenant.bearer()), 200)
+        answer = await expect(await client.post("/webchat/message", json={"tenantId": tenant.id, "sessionId": sid,
+                                                                          "text": f"m{n}", **tenant.proof(sid)},
+                                                headers=tenant.bearer()), 200)
+        tenant.keep_secret(sid, answer)
     ws = await client.ws_connect(f"/ws/{session_id()}")
     assert (await recv(ws))["type"] == "connection_status"
     await ws.send_json({"type": "message", "siteKey": tenant.site_key, "text": "over the socket"})
@@ -91,8 +93,10 @@ async def test_metrics_sum_every_worker_of_serve_workers_2(settings, tmp_path, m
             sid = session_id()
             for n in range(5):
                 resp = await http.post(server.url + "/webchat/message", headers=tenant.bearer(),
-                                       json={"tenantId": tenant.id, "sessionId": sid, "text": f"message {n}"})
+                                       json={"tenantId": tenant.id, "sessionId": sid, "text": f"message {n}",
+                                             **tenant.proof(sid)})
                 assert resp.status == 200, await resp.text()
+                tenant.keep_secret(sid, await resp.json())
             resp = await http.get(server.url + "/metrics")
             assert resp.status == 200
             parsed = samples(await resp.text())

@@ -48,7 +48,7 @@ async def test_after_redis_loses_everything_presence_limits_and_messages_come_ba
                                                                                    settings, fault):
     with OwnRedis() as own:
         client = await aiohttp_client(make_app(redis_url=own.url,
-                                               extra={**settings.extra, "presence_ttl": 3}))
+                                               presence_ttl=3))
         app = client.app
         tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
         sid = session_id()

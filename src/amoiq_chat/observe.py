@@ -34,7 +34,8 @@ async def observe_response(request: web.Request, response: web.StreamResponse) -
     metrics.http_requests.labels(request.method, route, str(response.status)).inc()
     metrics.http_latency.labels(request.method, route).observe(duration)
     query = redact_query(request.query_string)
-    path = request.path + ("?" + query if query else "")
+    # Untrusted text: escaped (as %r would), so a newline in a path cannot forge a line of the log.
+    path = repr(request.path + ("?" + query if query else ""))[1:-1]
     ip = client_ip(request)
     access_log.info('%s "%s %s" %d %.1fms [%s]', ip, request.method, path, response.status, duration * 1000,
                     request.get(REQUEST_ID, "-"),
