@@ -63,10 +63,13 @@ def multiprocess_metrics(env: MutableMapping[str, str]) -> Iterator[str]:
     """`prepare_multiprocess(env)` for the time the workers run; a directory made here is removed after."""
     made = not env.get(MULTIPROC_ENV)
     path = prepare_multiprocess(env)
+    owner = os.getpid()
     try:
         yield path
     finally:
-        if made:
+        # Only the process that made it removes it: a worker forked inside this block that exits
+        # (a reload, a crash) unwinds this same frame, and must leave the shared directory alone.
+        if made and os.getpid() == owner:
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -62,7 +62,7 @@ class Worker(GunicornWebWorker):
         except Exception as exc:
             if self.age <= self.cfg.workers:
                 raise
-            log.error("worker %d could not start: %r", os.getpid(), exc)
+            log.error("worker %d could not start: %r", os.getpid(), exc, exc_info=exc)
             sys.exit(1)
 
     async def _run(self) -> None:
