@@ -10,7 +10,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 from marshmallow.validate import OneOf
 
-from ..schemas import KEY_KINDS
+from ..schemas import ASSIGNMENTS, KEY_KINDS, SESSION_RESUME
 
 Str = fields.String
 Int = fields.Integer
@@ -196,6 +196,8 @@ class TenantOut(Schema):
     name = always()
     identityVerification = always(Bool)
     identitySecret = always()
+    sessionResume = always(validate=OneOf(SESSION_RESUME))
+    assignment = always(validate=OneOf(ASSIGNMENTS))
     createdAt = always()
     updatedAt = always()
 

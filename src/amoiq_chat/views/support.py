@@ -46,7 +46,7 @@ async def escalate(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/widgets/queue-position/{siteKey}/{sessionId}", name="widget_queue_position")
-@describe("support", answers={200: out.QueuePositionAnswer}, errors=(400,))
+@describe("support", answers={200: out.QueuePositionAnswer})
 async def queue_position(request: web.Request) -> web.Response:
     """Public: the figures the session's visitor was last pushed (0 and its status when it is not waiting)."""
     state = await _widget_session(request)
