@@ -158,6 +158,7 @@ class AgentOut(Schema):
     last_active = nullable()
     created_at = always()
     updated_at = always()
+    max_concurrent_chats = always(Int, metadata={"description": "auto assignment's limit"})
 
 
 AgentAnswer = answer("AgentAnswer", {"agent": nested(AgentOut)}, message=True)
