@@ -62,8 +62,8 @@ def error_statuses(path: str, doc: RouteDoc) -> list[int]:
         statuses.add(413)
     if doc.auth:
         statuses.update((401, 403))
-    if _PARAM.search(path):
-        statuses.add(404)
+    if _PARAM.search(path):  # 400: control characters in a path parameter (http.check_request_text)
+        statuses.update((400, 404))
     return sorted(statuses)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 from marshmallow.validate import OneOf
 
-from ..schemas import KEY_KINDS
+from ..schemas import ASSIGNMENTS, KEY_KINDS, SESSION_RESUME
 
 Str = fields.String
 Int = fields.Integer
@@ -158,6 +158,7 @@ class AgentOut(Schema):
     last_active = nullable()
     created_at = always()
     updated_at = always()
+    max_concurrent_chats = always(Int, metadata={"description": "auto assignment's limit"})
 
 
 AgentAnswer = answer("AgentAnswer", {"agent": nested(AgentOut)}, message=True)
@@ -196,6 +197,8 @@ class TenantOut(Schema):
     name = always()
     identityVerification = always(Bool)
     identitySecret = always()
+    sessionResume = always(validate=OneOf(SESSION_RESUME))
+    assignment = always(validate=OneOf(ASSIGNMENTS))
     createdAt = always()
     updatedAt = always()
 

@@ -5,6 +5,7 @@ import html
 
 from aiohttp import web
 
+from ..apidoc import describe
 from ..appkeys import ASSETS, DB, SETTINGS
 from ..assets import Asset
 from ..errors import NotFound
@@ -14,6 +15,7 @@ routes = web.RouteTableDef()
 # Unversioned URLs (what a site pastes) are checked again after this long; `?v=<version>` never changes.
 REVALIDATE = "public, max-age=300"
 IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATION = {"If-None-Match": "the ETag of an earlier answer (304 when unchanged)"}
 
 
 def _file(request: web.Request, name: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -35,12 +37,14 @@ def _page_policy(request: web.Request, frame_ancestors: str) -> dict[str, str]:
 
 
 @routes.get("/widget.js", name="widget_js")
+@describe("frontend", answers={200: "application/javascript", 304: None}, headers=REVALIDATION)
 async def widget_js(request: web.Request) -> web.Response:
     """The embeddable chat widget (any site may load it; CORS answers any origin)."""
     return _file(request, "widget.js")
 
 
 @routes.get("/console", name="console")
+@describe("frontend", answers={200: "text/html", 304: None}, headers=REVALIDATION)
 async def console_page(request: web.Request) -> web.Response:
     """The agent console: a single page; the CORS_ORIGINS (the admin/agent UIs) may also frame it."""
     ancestors = " ".join(["'self'", *request.app[SETTINGS].cors_origins])
@@ -48,18 +52,21 @@ async def console_page(request: web.Request) -> web.Response:
 
 
 @routes.get("/console.js", name="console_js")
+@describe("frontend", answers={200: "application/javascript", 304: None}, headers=REVALIDATION)
 async def console_js(request: web.Request) -> web.Response:
     """The console's script."""
     return _file(request, "console.js")
 
 
 @routes.get("/console.css", name="console_css")
+@describe("frontend", answers={200: "text/css", 304: None}, headers=REVALIDATION)
 async def console_css(request: web.Request) -> web.Response:
     """The console's styles."""
     return _file(request, "console.css")
 
 
 @routes.get("/demo", name="demo")
+@describe("frontend", answers={200: "text/html"}, errors=(404,))
 async def demo_page(request: web.Request) -> web.Response:
     """A local page with the demo widget embedded (only while the demo data is on: SEED_DEMO)."""
     embed = await demo.demo_embed(request.app[DB]) if request.app[SETTINGS].seed_demo else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..apidoc import describe
+from ..responses import support as out
 from ..appkeys import DB, PUBLIC_WIDGETS, SUPPORT
 from ..auth import authenticate
 from ..credentials import ADMIN, AGENT, PUBLISHABLE_KEY, SECRET_KEY, VISITOR
@@ -32,6 +34,7 @@ async def _widget_session(request: web.Request) -> dict:
 
 
 @routes.post("/api/widgets/escalate/{siteKey}/{sessionId}", name="widget_escalate")
+@describe("support", body=EscalateBody, body_required=False, answers={200: out.EscalateAnswer}, errors=(409,))
 async def escalate(request: web.Request) -> web.Response:
     """Public (the widget calls it): put the session in the queue; its place and estimated wait in minutes."""
     body = validate(EscalateBody, await read_json(request, required=False))
@@ -43,6 +46,7 @@ async def escalate(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/widgets/queue-position/{siteKey}/{sessionId}", name="widget_queue_position")
+@describe("support", answers={200: out.QueuePositionAnswer})
 async def queue_position(request: web.Request) -> web.Response:
     """Public: the figures the session's visitor was last pushed (0 and its status when it is not waiting)."""
     state = await _widget_session(request)
@@ -55,6 +59,7 @@ async def queue_position(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/widgets/{siteKey}/queue-stats", name="widget_queue_stats")
+@describe("support", auth=STAFF, answers={200: out.QueueStatsAnswer})
 async def queue_stats(request: web.Request) -> web.Response:
     """The widget's waiting sessions, the tenant's online agents and its recent mean wait."""
     principal = await authenticate(request, allow=STAFF)
@@ -70,6 +75,7 @@ async def queue_stats(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/agents/waiting-sessions", name="agent_waiting_sessions")
+@describe("support", auth=STAFF, answers={200: out.WaitingSessionsAnswer})
 async def waiting_sessions(request: web.Request) -> web.Response:
     """The tenant's queue, oldest escalation first."""
     principal = await authenticate(request, allow=STAFF)
@@ -79,6 +85,7 @@ async def waiting_sessions(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/agents/active-chats", name="agent_active_chats")
+@describe("support", auth=STAFF, answers={200: out.ActiveChatsAnswer})
 async def active_chats(request: web.Request) -> web.Response:
     """The chats the agent holds (an admin or secret key: every agent's), with message counts and visitor info."""
     principal = await authenticate(request, allow=STAFF)
@@ -95,6 +102,8 @@ async def active_chats(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/chat/rating", name="chat_rating")
+@describe("support", auth=(PUBLISHABLE_KEY, VISITOR), body=RatingBody, answers={201: out.RatingAnswer},
+          errors=(404, 409))
 async def rate_chat(request: web.Request) -> web.Response:
     """The visitor rates their closed chat 1-5 once (409 on a second try)."""
     principal = await authenticate(request, allow=(PUBLISHABLE_KEY, VISITOR))

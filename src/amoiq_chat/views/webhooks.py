@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..responses import Done
+from ..responses import webhooks as out
+from ..apidoc import describe
 from ..appkeys import DB, SETTINGS, WEBHOOK_WORKER
 from ..auth import authenticate
 from ..credentials import ADMIN, SECRET_KEY
@@ -51,6 +54,7 @@ def webhook_id(request: web.Request) -> int:
 
 
 @routes.get("/api/webhooks", name="webhooks")
+@describe("webhooks", auth=ALLOWED, answers={200: out.WebhooksAnswer})
 async def list_webhooks(request: web.Request) -> web.Response:
     """The tenant's endpoints (secrets never shown again)."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -59,6 +63,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/webhooks", name="webhooks")
+@describe("webhooks", auth=ALLOWED, body=WebhookSchema, answers={201: out.WebhookSecretAnswer})
 async def create_webhook(request: web.Request) -> web.Response:
     """Create an endpoint; its secret is in this answer and nowhere else."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -70,6 +75,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/webhooks/{webhook_id}", name="webhook")
+@describe("webhooks", auth=ALLOWED, path={"webhook_id": "integer"}, answers={200: out.WebhookAnswer})
 async def get_webhook(request: web.Request) -> web.Response:
     """One endpoint, with why it was turned off if it was."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -78,6 +84,8 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/webhooks/{webhook_id}", name="webhook")
+@describe("webhooks", auth=ALLOWED, body=WebhookSchema, partial=True, path={"webhook_id": "integer"},
+          answers={200: out.WebhookChanged})
 async def update_webhook(request: web.Request) -> web.Response:
     """Change url, events, active or description (active: true turns a disabled endpoint on again)."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -89,6 +97,7 @@ async def update_webhook(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/webhooks/{webhook_id}", name="webhook")
+@describe("webhooks", auth=ALLOWED, path={"webhook_id": "integer"}, answers={200: Done})
 async def delete_webhook(request: web.Request) -> web.Response:
     """Delete an endpoint and its deliveries."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -97,6 +106,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/webhooks/{webhook_id}/rotate-secret", name="webhook_rotate_secret")
+@describe("webhooks", auth=ALLOWED, path={"webhook_id": "integer"}, answers={200: out.WebhookSecretAnswer})
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret (shown once); the old one keeps signing beside it for WEBHOOK_ROTATION_OVERLAP."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -106,6 +116,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/webhooks/{webhook_id}/deliveries", name="webhook_deliveries")
+@describe("webhooks", auth=ALLOWED, path={"webhook_id": "integer"}, answers={200: out.DeliveriesAnswer})
 async def list_deliveries(request: web.Request) -> web.Response:
     """The endpoint's 50 most recent deliveries, newest first."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -114,6 +125,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", name="webhook_delivery_retry")
+@describe("webhooks", auth=ALLOWED, path={"webhook_id": "integer", "delivery_id": "integer"},
+          answers={202: out.DeliveryQueued})
 async def retry_delivery(request: web.Request) -> web.Response:
     """Attempt a delivery again now (a dead one too), with a fresh schedule of retries."""
     principal = await authenticate(request, allow=ALLOWED)
@@ -127,6 +140,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/webhooks/{webhook_id}/test", name="webhook_test")
+@describe("webhooks", auth=ALLOWED, path={"webhook_id": "integer"}, answers={200: out.PingAnswer})
 async def test_webhook(request: web.Request) -> web.Response:
     """Send a signed `ping` now and answer what the receiver said."""
     principal = await authenticate(request, allow=ALLOWED)

@@ -49,6 +49,8 @@ async def _staff_for_token(request: web.Request) -> dict:
                  "new_message": "every message of a followed chat", "typing": "a visitor is typing",
                  "user_online": "a visitor came online", "user_offline": "a visitor's last socket closed",
                  "online_users_list": "answer to get_online_users", "ack": "a send_message was stored",
+                 "agent_left": "a followed chat went back to the assistant",
+                 "chat_closed": "a followed chat was closed",
                  "error": "a refused frame (ErrorFrame)"})
 async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     """Serve a staff socket: tenant and presence rooms, its own room, and the chats it holds."""

@@ -59,6 +59,9 @@ async def _session_for_token(request: web.Request, session_id: str, token: str) 
                  "meta_message_created": "{message: {id, text, sender, timestamp, sessionId, userId, tenantId, seq}}",
                  "message": "an agent's or the assistant's reply (004 shape, metadata.agentName, isAI, seq)",
                  "typing": "the other side is typing", "agent_joined": "an agent took the chat",
+                 "queue_update": "{sessionId, position, estimatedWait, status} while escalated and waiting",
+                 "agent_left": "the agent returned the chat to the assistant", "chat_closed": "{closedBy, canRate}",
+                 "rating_received": "{sessionId, rating, comment} once a `rating` is stored",
                  "error": "a refused frame (ErrorFrame); the socket stays open unless a close follows"})
 async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     """Serve a visitor's socket: with ?token= it is bound at once; without, its first frame with siteKey joins."""
