@@ -211,6 +211,18 @@ async def test_workflow_events_reach_the_endpoints_that_want_them(aiohttp_client
     assert ignores.got == []
 
 
+async def test_the_support_workflow_emits_its_events_to_the_endpoints(aiohttp_client, make_app, redis_server, receiver):
+    rec = await receiver()
+    client, tenant, sid = await chat_app(aiohttp_client, make_app, redis_server[0])
+    hook = await add_endpoint(client, tenant, rec.url, events=["conversation.escalated"])
+    await expect(await client.post(f"/api/widgets/escalate/{tenant.site_key}/{sid}"), 200)
+    await client.app[WEBHOOK_WORKER].run_once()
+    (got,) = [r for r in rec.got if r.headers.get("webhook-id")]
+    body = Webhook(hook["secret"]).verify(got.body, got.headers)
+    assert body["event"] == "conversation.escalated"
+    assert (body["data"]["sessionId"], body["data"]["tenantId"]) == (sid, tenant.id)
+
+
 async def test_the_global_webhook_url_gets_every_tenants_messages(aiohttp_client, make_app, redis_server, receiver):
     rec, own = await receiver(), await receiver()
     secret = "whsec_" + base64.b64encode(b"k" * 24).decode()

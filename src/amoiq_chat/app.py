@@ -26,6 +26,7 @@ from .observe import observe_response
 from .middlewares import add_common_headers, gateway_middleware
 from .ratelimit import WindowCounters
 from .routes import PUBLIC_ROUTES, setup_routes
+from .services import webhooks
 from .services.chat import ChatHooks
 from .services.messages import Replay
 from .services.presence import Presence, new_process_id
@@ -146,6 +147,7 @@ async def support_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     support = Support(app[DB], app[BUS], QueueBoard(app[REDIS], app[PRESENCE].process_id), app[WRITER])
     app[SUPPORT] = support
+    support.events.append(webhooks.workflow_events(app[DB], app[REDIS]))  # escalated, assigned, closed, rated
     assistant = make_assistant(settings)
     replies = app[REPLIES] = ReplyTasks(settings.ai_reply_concurrency)
     if settings.bot_enabled:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import aiopg
 import redis.asyncio as aioredis
 
+from .. import db
 from ..bus.rooms import WEBHOOK_STREAM
 from ..errors import NotFound, ValidationError
 from ..jsonutil import now_iso
@@ -66,6 +67,18 @@ async def announce_events(redis: aioredis.Redis, jobs: list[Job]) -> None:
             await pipe.execute()
     except Exception as exc:  # the outbox rows stay; the reconciler re-adds them
         log.warning("announcing %d webhook jobs failed (the reconciler re-adds them): %s", len(jobs), exc)
+
+
+def workflow_events(pool: aiopg.Pool, redis: aioredis.Redis) -> Callable[[str, str, dict[str, Any]], Awaitable[None]]:
+    """A listener of the support workflow's events (`Support.events`): each becomes a job for the
+    tenant's endpoints that want it (its outbox row committed, then announced)."""
+
+    async def emit(event: str, tenant_id: str, data: dict[str, Any]) -> None:
+        async with db.transaction(pool) as conn:
+            job = await record_event(conn, tenant_id, event, data)
+        await announce_events(redis, [job])
+
+    return emit
 
 
 # Endpoints ---------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ from .connection import Connection
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
-SOCKET_SESSION_FIELDS = ("session_id", "tenant_id", "site_key", "user_id")
+# What a socket keeps of its session row: what storing a message needs, and what its session:{id}
+# entry is made of (the writer refreshes it; presence writes it again after Redis lost it).
+SOCKET_SESSION_FIELDS = ("session_id", "tenant_id", "site_key", "user_id", "fingerprint", "started_at")
 visitor_frames = Registry("visitor")
 
 
@@ -111,7 +113,7 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any], status:
              "origin": origin, "url": fields.get("url")}
     field_name = presence.presence_field(session["session_id"], conn.user_id)
     conn.presence_field = field_name
-    if await app[PRESENCE].connected(conn.tenant_id, field_name, value, session):
+    if await app[PRESENCE].connected(conn.tenant_id, field_name, value, conn.session):
         await chat.announce_online(app[BUS], conn.tenant_id, field_name, value)
     await conn.follow(session["session_id"], conn.since, _joined_status(conn, status, secret))
 
