@@ -273,6 +273,8 @@ def start_server(name: str, backing: Backing, jwt_secret: str, settings: dict[st
            "JWT_SECRET": jwt_secret, "SEED_DEMO": "0", "RATE_LIMIT_HTTP": HIGH_LIMIT, "RATE_LIMIT_AUTH": HIGH_LIMIT,
            "RATE_LIMIT_WS": HIGH_LIMIT, "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
            "HOST": "127.0.0.1", "WEBHOOK_ALLOW_PRIVATE": "1",   # the webhook runs' receiver is on loopback
+           # every load comes from this one address: its thousands of sockets are not a flood
+           "MAX_CONNECTIONS_PER_ADDRESS": "1000000",
            "BOT_ENABLED": "0", **(settings or {})}
     checkout = server_checkout()
     if checkout != ROOT:
