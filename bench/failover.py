@@ -9,6 +9,7 @@ has forked the worker's replacement.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -114,7 +115,7 @@ async def measure(http: aiohttp.ClientSession, base: str, site_key: str, supervi
 
 async def run(http: aiohttp.ClientSession, backing: Backing, jwt_secret: str, site_key: str) -> dict:
     """Start `serve --workers 2` on its own port, `measure`, stop it; a failure is reported, not raised."""
-    supervisor = await asyncio.to_thread(start_server, "server-supervised", backing, jwt_secret, 2)
+    supervisor = await asyncio.to_thread(functools.partial(start_server, "server-supervised", backing, jwt_secret, workers=2))
     try:
         return await measure(http, f"ws://127.0.0.1:{supervisor.port}", site_key, supervisor.popen.pid)
     except Exception as exc:
