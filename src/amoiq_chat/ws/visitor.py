@@ -104,8 +104,7 @@ async def _join(conn: Connection, session: dict, fields: dict[str, Any], status:
     app = conn.app
     conn.tenant_id = session["tenant_id"]
     conn.user_id = session.get("user_id")
-    # What a socket keeps of its session for its whole life (a plain dict of the fields that do not
-    # change and that storing a message needs): the rest of the row, e.g. status, is read when needed.
+    # The rest of the row (its status, say) changes and is read when needed.
     conn.session = {name: session.get(name) for name in SOCKET_SESSION_FIELDS}
     origin = fields.get("origin") or conn.origin
     value = {"sessionId": session["session_id"], "connectedAt": now_iso(),
