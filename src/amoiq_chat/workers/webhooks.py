@@ -36,6 +36,7 @@ from ..tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 GROUP = "webhooks"
 READ_BLOCK_MS = 1000  # the loop waits this long for new jobs (less when a retry is due sooner)
+IN_FLIGHT_BLOCK_MS = 50  # and at most this long while attempts are in flight (a failed one is due again soon)
 POLL_INTERVAL = 0.5  # seconds between looks for due retries while jobs keep coming
 BUSY_WAIT = 1.0  # a delivery waits this long for a slot of its endpoint here, then is let go
 BUSY_DELAY = 0.5  # and is due again after this long
@@ -257,9 +258,11 @@ class WebhookWorker:
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 await self._housekeeping()
-                # wait for new jobs until the soonest retry scheduled here is due (at most READ_BLOCK_MS)
+                # wait for new jobs until the soonest retry scheduled here is due (at most READ_BLOCK_MS);
+                # while attempts are in flight, one may fail and schedule a retry sooner than that
                 due_ms = (self.deliverer.next_due - time.monotonic()) * 1000
-                await self._round(max(1, int(min(READ_BLOCK_MS, due_ms))), everything=False)
+                block_ms = min(READ_BLOCK_MS, due_ms, IN_FLIGHT_BLOCK_MS if self.active else READ_BLOCK_MS)
+                await self._round(max(1, int(block_ms)), everything=False)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
