@@ -26,16 +26,23 @@ RETRY = 0.02  # seconds between reconnection attempts
 ACK_TIMEOUT = 5.0
 
 
-async def _joined(http: aiohttp.ClientSession, base: str, sid: str, site_key: str) -> aiohttp.ClientWebSocketResponse:
+async def _joined(http: aiohttp.ClientSession, base: str, sid: str, site_key: str,
+                  secret: str | None) -> tuple[aiohttp.ClientWebSocketResponse, str | None]:
+    """A tokenless visitor socket joined to its session (a rejoin proves it with the session's secret,
+    SPEC section 12); the socket and the secret."""
     ws = await http.ws_connect(f"{base}/ws/{sid}")
     try:
-        await ws.send_str(orjson.dumps({"type": "join", "siteKey": site_key}).decode())
-        while (orjson.loads((await ws.receive(timeout=ACK_TIMEOUT)).data)).get("status") != "joined":
-            pass
+        join = {"type": "join", "siteKey": site_key, **({"sessionSecret": secret} if secret else {})}
+        await ws.send_str(orjson.dumps(join).decode())
+        while True:
+            frame = orjson.loads((await ws.receive(timeout=ACK_TIMEOUT)).data)
+            if frame.get("type") == "error":
+                raise ValueError(frame.get("code"))
+            if frame.get("joined"):
+                return ws, frame.get("sessionSecret") or secret
     except BaseException:
         await ws.close()
         raise
-    return ws
 
 
 async def _acked(ws: aiohttp.ClientWebSocketResponse, cmid: str) -> None:
@@ -69,11 +76,11 @@ async def measure(http: aiohttp.ClientSession, base: str, site_key: str, supervi
     stop = asyncio.Event()
 
     async def client(i: int) -> None:
-        sid, n, ws = f"{prefix}-{i}", 0, None
+        sid, n, ws, secret = f"{prefix}-{i}", 0, None, None
         while not stop.is_set():
             try:
                 if ws is None or ws.closed:
-                    ws = await _joined(http, base, sid, site_key)
+                    ws, secret = await _joined(http, base, sid, site_key, secret)
                 await _acked(ws, f"m{n}")
                 if i in cut and i not in served_again:
                     served_again[i] = loop.time() - killed_at[0]
