@@ -129,11 +129,6 @@ async def insert_rating(conn: aiopg.Connection, tenant_id: str, session_id: str,
     )
 
 
-async def rating_exists(conn: aiopg.Connection, session_id: str) -> bool:
-    """True when the session was rated."""
-    return await db.fetch_one(conn, "SELECT 1 AS x FROM ratings WHERE session_id = %s", (session_id,)) is not None
-
-
 # The queue ----------------------------------------------------------------------------------
 
 async def waiting_tenants(conn: aiopg.Connection) -> list[str]:
