@@ -29,16 +29,28 @@ async def open_sessions(app, tenant, n):
     return ids
 
 
+def add_endpoint(db_conn, tenant_id: str) -> None:
+    """An active endpoint of the tenant wanting message.created (its default events)."""
+    with db_conn.cursor() as cur:
+        cur.execute("INSERT INTO webhooks (tenant_id, url, secret) VALUES (%s, 'https://hooks.example.com/in', 'whsec_x')",
+                    (tenant_id,))
+
+
 async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client, make_app, db_conn):
     client = await aiohttp_client(make_app())
     app = client.app
     tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    quiet = await make_tenant(app[DB], app[SETTINGS], agents=0)  # no endpoint: stream entries, no outbox rows
+    add_endpoint(db_conn, tenant.id)
     ids = await open_sessions(app, tenant, 4)
+    (quiet_sid,) = await open_sessions(app, quiet, 1)
     writer = app[WRITER]
     batches_before = writer.batches
     stream_before = await app[REDIS].xrevrange("meta:webhook_jobs", count=1)
     drafts = [Draft(tenant.id, ids[n % 4], "visitor", f"m{n}", client_message_id=f"c{n}") for n in range(200)]
-    stored = await asyncio.gather(*(writer.submit(d) for d in drafts))
+    quiet_drafts = [Draft(quiet.id, quiet_sid, "visitor", f"q{n}") for n in range(20)]
+    stored, quiet_stored = await asyncio.gather(asyncio.gather(*(writer.submit(d) for d in drafts)),
+                                                asyncio.gather(*(writer.submit(d) for d in quiet_drafts)))
     assert writer.batches - batches_before < 50
     for sid in ids:
         seqs = sorted(s.seq for s in stored if s.row["session_id"] == sid)
@@ -63,6 +75,13 @@ async def test_concurrent_messages_are_batched_with_gapless_seqs(aiohttp_client,
     jobs = await app[REDIS].xrange("meta:webhook_jobs", min=since)
     ours = [(f[b"message_id"].decode(), f[b"outbox_id"].decode()) for _, f in jobs if f[b"tenant_id"] == tenant.id.encode()]
     assert len(ours) == 201 and set(ours) == stored_jobs  # each stored message appended once, with its outbox row
+    # a tenant without an endpoint: every message on the stream (without an outbox id), none in the outbox
+    theirs = [f for _, f in jobs if f[b"tenant_id"] == quiet.id.encode()]
+    assert sorted(f[b"message_id"].decode() for f in theirs) == sorted(s.id for s in quiet_stored)
+    assert all(b"outbox_id" not in f for f in theirs)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM webhook_outbox WHERE tenant_id = %s", (quiet.id,))
+        assert cur.fetchone() == (0,)
 
 
 async def test_several_writer_shards_store_and_announce_every_message(aiohttp_client, make_app, db_conn):
@@ -168,6 +187,7 @@ async def test_the_writer_opens_a_new_connection_after_losing_its_own(aiohttp_cl
     client = await aiohttp_client(make_app())
     app = client.app
     tenant = await make_tenant(app[DB], app[SETTINGS], agents=0)
+    add_endpoint(db_conn, tenant.id)
     (sid,) = await open_sessions(app, tenant, 1)
     writer = app[WRITER]
     assert (await writer.submit(Draft(tenant.id, sid, "visitor", "first"))).seq == 1

@@ -103,6 +103,9 @@ async def test_session_route_creates_and_resumes(chat):
 
 async def test_webchat_message_is_stored_once_per_client_message_id(chat, db_conn):
     client, tenant = chat
+    with db_conn.cursor() as cur:  # an endpoint wanting message.created: each message gets its outbox row
+        cur.execute("INSERT INTO webhooks (tenant_id, url, secret) VALUES (%s, 'https://hooks.example.com/in', 'whsec_x')",
+                    (tenant.id,))
     sid = session_id()
     first = await send(client, tenant, text="Hello, I need help", sessionId=sid, clientMessageId="m-1",
                        domain="example.com", url="https://example.com/page")

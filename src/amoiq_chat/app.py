@@ -100,7 +100,8 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CHAT_HOOKS] = ChatHooks()
     writer = MessageWriter(app[DB], settings.database_url, redis, bus,
                            queue_max=settings.writer_queue, batch_max=settings.writer_batch,
-                           shards=settings.writer_shards, linger=settings.writer_linger_ms / 1000)
+                           shards=settings.writer_shards, linger=settings.writer_linger_ms / 1000,
+                           hook_all=bool(settings.webhook_url))
     app[WRITER] = writer
     presence = Presence(redis, new_process_id(), ttl=settings.presence_ttl)
     app[PRESENCE] = presence

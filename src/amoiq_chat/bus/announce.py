@@ -14,14 +14,20 @@ from .rooms import SESSION_TTL, WEBHOOK_STREAM, conversation, session_entry, ses
 # session:{sessionId} is refreshed at most this often per session by one announcer (seconds).
 SESSION_REFRESH = 30.0
 
-# ARGV: message count, session TTL, then per message (channel, event, outbox id, message id,
-# tenant id), then (key, value) of each session:{id} to refresh. One call, one reply.
+# ARGV: message count, session TTL, then per message (channel, event, outbox id or "" when the
+# message has no webhook job, message id, tenant id), then (key, value) of each session:{id} to
+# refresh. One call, one reply. Every message gets its stream entry (SPEC section 8); one
+# without an outbox id has nobody to be delivered to, and the worker only acknowledges it.
 ANNOUNCE = """
 local count = tonumber(ARGV[1])
 local i = 3
 for _ = 1, count do
   redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
-  redis.call('XADD', KEYS[1], '*', 'outbox_id', ARGV[i + 2], 'message_id', ARGV[i + 3], 'tenant_id', ARGV[i + 4])
+  if ARGV[i + 2] == '' then
+    redis.call('XADD', KEYS[1], '*', 'message_id', ARGV[i + 3], 'tenant_id', ARGV[i + 4])
+  else
+    redis.call('XADD', KEYS[1], '*', 'outbox_id', ARGV[i + 2], 'message_id', ARGV[i + 3], 'tenant_id', ARGV[i + 4])
+  end
   i = i + 5
 end
 while i < #ARGV do
@@ -47,14 +53,15 @@ class Announcer:
         self._sha = hashlib.sha1(ANNOUNCE.encode()).hexdigest()
         self._refreshed: dict[str, float] = {}  # session id -> when session:{id} was last refreshed
 
-    async def announce(self, messages: list[tuple[dict, int, dict | None]], events: list[bytes]) -> None:
-        """One call for a stored batch: each (message row, outbox id, session row or None) and its
-        encoded event: PUBLISH to its conversation, XADD its webhook job, refresh its session's entry."""
+    async def announce(self, messages: list[tuple[dict, int | None, dict | None]], events: list[bytes]) -> None:
+        """One call for a stored batch: each (message row, outbox id or None, session row or None) and its
+        encoded event: PUBLISH to its conversation, XADD its stream entry, refresh its session's entry."""
         if not messages:
             return
         args: list[Any] = [len(messages), SESSION_TTL]
         for (row, outbox_id, _), data in zip(messages, events):
-            args += [conversation(row["session_id"]), data, outbox_id, row["id"], row["tenant_id"]]
+            args += [conversation(row["session_id"]), data, "" if outbox_id is None else outbox_id, row["id"],
+                     row["tenant_id"]]
         now = time.monotonic()
         for row, _, session in messages:
             sid = row["session_id"]

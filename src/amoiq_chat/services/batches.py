@@ -78,8 +78,9 @@ def draft_fault(exc: BaseException) -> bool:
 class BatchConnection:
     """One writer's own PostgreSQL connection (outside the pool), with the batch statement prepared on it."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, hook_all: bool = False) -> None:
         self.dsn = dsn
+        self.hook_all = hook_all  # every message gets a webhook job (the global WEBHOOK_URL is set)
         self.conn: aiopg.Connection | None = None
         self.cursor: aiopg.Cursor | None = None
         self.prepared_at = 0.0  # time.monotonic() of the last PREPARE on conn
@@ -112,8 +113,9 @@ class BatchConnection:
         if conn is not None:
             await conn.close()
 
-    async def store(self, pool: aiopg.Pool, drafts: list[Draft]) -> tuple[list[Any], list[tuple[dict, int, Draft]]]:
-        """Store a batch in one statement; the result (Stored or SessionNotFound) of each draft, and what is new."""
+    async def store(self, pool: aiopg.Pool, drafts: list[Draft]) -> tuple[list[Any], list[tuple[dict, int | None, Draft]]]:
+        """Store a batch in one statement; the result (Stored or SessionNotFound) of each draft, and what is
+        new: (row, its outbox id or None when its tenant has no webhook for it, draft)."""
         first: dict[tuple[str, str], int] = {}  # a clientMessageId repeated within the batch: its first draft
         unique: list[int] = []
         for n, draft in enumerate(drafts):
@@ -134,7 +136,7 @@ class BatchConnection:
                      for n, row in zip(unique, rows)]
             try:
                 cursor = await self._cursor()
-                answers = await store.store_batch(cursor, dumps_str(batch), now)
+                answers = await store.store_batch(cursor, dumps_str(batch), now, self.hook_all)
                 break
             except RETRYABLE as exc:
                 if attempt == RETRIES:
@@ -146,7 +148,7 @@ class BatchConnection:
                 raise
         by_draft = dict(zip(unique, rows))
         results: list[Any] = [None] * len(drafts)
-        fresh: list[tuple[dict, int, Draft]] = []
+        fresh: list[tuple[dict, int | None, Draft]] = []
         repeated: dict[int, str] = {}
         outbox_ids: dict[str, int] = {}
         for o, message_id, seq, created_at in answers:
@@ -159,8 +161,8 @@ class BatchConnection:
                 row["id"], row["seq"] = message_id, seq
                 row["created_at"], row["timestamp"] = (now, stamp) if created_at is None else (created_at, iso(created_at))
                 results[o] = Stored(row)
-                fresh.append((row, 0, drafts[o]))
-        fresh = [(row, outbox_ids[row["id"]], draft) for row, _, draft in fresh]
+                fresh.append((row, None, drafts[o]))
+        fresh = [(row, outbox_ids.get(row["id"]), draft) for row, _, draft in fresh]
         if repeated:
             async with pool.acquire() as conn:
                 stored = {str(r["id"]): r for r in await store.find_by_ids(conn, list(repeated.values()))}

@@ -6,10 +6,10 @@ spread over a few writer tasks by session (one session always goes to the same o
 order holds); each takes everything queued (up to `batch_max`) and stores it with one SQL
 statement, i.e. one round trip and one transaction: the batch goes over as one JSON
 parameter; the statement locks the sessions touched (in session_id order), skips repeated
-clientMessageIds, numbers each session's new messages from its last_seq, inserts them with
-their webhook outbox rows and advances the sessions. Then one Redis call publishes each
-message's event to `conversation:{sessionId}`, XADDs its webhook job to `meta:webhook_jobs`
-and refreshes `session:{sessionId}`, sent just after the acks and frames; nobody waits for
+clientMessageIds, numbers each session's new messages from its last_seq, inserts them (with a
+webhook outbox row where its tenant has an endpoint for it) and advances the sessions. Then one
+Redis call publishes each message's event to `conversation:{sessionId}`, XADDs its entry to
+`meta:webhook_jobs` and refreshes `session:{sessionId}`, sent just after the acks and frames; nobody waits for
 its reply (`settled()` does). A repeated clientMessageId resolves to the stored
 row (not published again). Redis announces one batch while PostgreSQL stores the next.
 """
@@ -54,11 +54,12 @@ class _Shard:
     """One writer task: its queue, its PostgreSQL connection with the statement prepared on it, and
     its Redis connection (an Announcer's calls must not overlap: one reply is read per call)."""
 
-    def __init__(self, queue_max: int, dsn: str, redis: aioredis.Redis) -> None:
+    def __init__(self, queue_max: int, dsn: str, redis: aioredis.Redis, hook_all: bool) -> None:
         self.queue: asyncio.Queue = asyncio.Queue(queue_max)
         self.task: asyncio.Task | None = None
-        self.batches = BatchConnection(dsn)
+        self.batches = BatchConnection(dsn, hook_all)
         self.last_batch = 0  # messages in the batch taken before this one
+        self.storing_since = 0.0  # time.monotonic() when the batch at PostgreSQL now was sent; 0 when none is
         self.announcing: collections.deque[asyncio.Task] = collections.deque()  # stored batches being published, oldest first
         self.announcer = Announcer(redis)
 
@@ -79,13 +80,13 @@ class MessageWriter:
     """Store messages in batches, `shards` batches in flight at most; publish after commit."""
 
     def __init__(self, pool: aiopg.Pool, dsn: str, redis: aioredis.Redis, bus: Bus, *, queue_max: int = 10000,
-                 batch_max: int = 500, shards: int = 1, linger: float = 0.0) -> None:
+                 batch_max: int = 500, shards: int = 1, linger: float = 0.0, hook_all: bool = False) -> None:
         self.pool = pool  # for reading back repeated messages
         self.dsn = dsn  # each writer opens its own connection
         self.bus = bus
         self.batch_max = batch_max
         self.linger = linger  # seconds a batch waits for more messages (see LINGER_BELOW)
-        self._shards = [_Shard(queue_max, dsn, redis) for _ in range(max(1, shards))]
+        self._shards = [_Shard(queue_max, dsn, redis, hook_all) for _ in range(max(1, shards))]
         self.batches = 0
         self.stored = 0
         self.on_batch: Callable[[int, int, float], None] = lambda size, stored, seconds: None  # metrics
@@ -94,6 +95,12 @@ class MessageWriter:
     def running(self) -> bool:
         """True while every writer task runs."""
         return all(shard.task is not None and not shard.task.done() for shard in self._shards)
+
+    def backlog(self) -> tuple[int, float]:
+        """Messages queued, and how long the batch at PostgreSQL longest has been there (seconds; 0 if none)."""
+        now = time.monotonic()
+        return (sum(shard.queue.qsize() for shard in self._shards),
+                max((now - shard.storing_since for shard in self._shards if shard.storing_since), default=0.0))
 
     def start(self) -> None:
         """Start the writer tasks."""
@@ -159,7 +166,7 @@ class MessageWriter:
         statements: 0.85 ms of PostgreSQL idle per 1.6 ms batch at maximum load).
         """
         drafts = [d for d, _ in batch]
-        started = time.monotonic()
+        started = shard.storing_since = time.monotonic()
         try:
             results, fresh = await shard.batches.store(self.pool, drafts)
         except asyncio.CancelledError as exc:  # stopped before the batch was through
@@ -182,6 +189,8 @@ class MessageWriter:
                 log.exception("storing a message of session %r failed", batch[0][0].session_id)
                 _refuse(batch, _store_failed(exc))
             return
+        finally:
+            shard.storing_since = 0.0
         self.batches += 1
         self.stored += len(fresh)
         self.on_batch(len(batch), len(fresh), time.monotonic() - started)
@@ -194,7 +203,7 @@ class MessageWriter:
         announcing.append(asyncio.create_task(self._publish(shard, batch, results, fresh, prior), name="message-announce"))
 
     async def _publish(self, shard: _Shard, batch: list[tuple[Draft, asyncio.Future]], results: list[Any],
-                       fresh: list[tuple[dict, int, Draft]], prior: asyncio.Task | None) -> None:
+                       fresh: list[tuple[dict, int | None, Draft]], prior: asyncio.Task | None) -> None:
         """Resolve a stored batch's futures, deliver it to this process's sockets, then announce
         it once `prior` (the batch stored before it) is announced.
 

@@ -76,9 +76,14 @@ async def find_message(conn: aiopg.Connection, tenant_id: str, message_id: str) 
 
 # One statement stores a batch, prepared on each writer's connection (planning it cost as
 # much PostgreSQL CPU as running it). $1 is a JSON array of drafts, `o` their place in it; $2
-# the batch's time. Rows come back for the drafts stored now (o, id, seq, created_at when it
-# is not $2), for repeated clientMessageIds (o, id) and for the outbox rows (o = -1, message
-# id, outbox id); a draft without a row has no session (or not in its tenant).
+# the batch's time; $3 true when every message has a webhook job (the global WEBHOOK_URL). Rows
+# come back for the drafts stored now (o, id, seq, created_at when it is not $2), for repeated
+# clientMessageIds (o, id) and for the outbox rows (o = -1, message id, outbox id); a draft
+# without a row has no session (or not in its tenant).
+#
+# An outbox row is written only for a message whose tenant has an endpoint that wants it (or
+# when the global URL is set): most tenants have none, and the row (an insert, then its update
+# once settled) was a third of PostgreSQL's work per message (bench/README, "webhook outbox").
 #
 # A prepared statement keeps the plan it made with the statistics of its time (empty tables,
 # on a new database), and a plan that reads whole tables costs more with every message
@@ -124,10 +129,18 @@ advanced AS (
     FROM (SELECT session_id, max(seq) AS top, max(created_at) AS latest FROM fresh GROUP BY session_id) f
     WHERE s.session_id = f.session_id
 ),
+hooked AS MATERIALIZED (
+    -- the tenants that have someone to tell: an active endpoint wanting message.created, or
+    -- every tenant when $3 (the global WEBHOOK_URL is set); read in this transaction, so an
+    -- endpoint committed before the batch gets its messages
+    SELECT t.tenant_id FROM (SELECT DISTINCT tenant_id FROM fresh) t
+    WHERE $3 OR EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = t.tenant_id AND w.active
+                        AND w.events ? 'message.created')
+),
 outbox AS (
     -- no payload: a message.created job's payload is made from the message when it is delivered
     INSERT INTO webhook_outbox (tenant_id, message_id, event)
-    SELECT tenant_id, id, 'message.created' FROM fresh
+    SELECT f.tenant_id, f.id, 'message.created' FROM fresh f JOIN hooked h ON h.tenant_id = f.tenant_id
     RETURNING id, message_id
 )
 SELECT o, id::text, seq, nullif(created_at, $2) FROM fresh
@@ -138,8 +151,8 @@ UNION ALL SELECT -1, message_id::text, id, NULL FROM outbox
 # asyncio.wait_for: one more pass of the loop's backlog per batch); PostgreSQL ends a statement
 # that runs over 10 s instead, as aiopg would have.
 PREPARE_SETTINGS = "SET enable_seqscan = off; SET statement_timeout = '10s'"
-PREPARE = "PREPARE amoiq_store_batch (json, timestamptz) AS " + STORE_BATCH
-EXECUTE = "EXECUTE amoiq_store_batch (%s, %s)"
+PREPARE = "PREPARE amoiq_store_batch (json, timestamptz, boolean) AS " + STORE_BATCH
+EXECUTE = "EXECUTE amoiq_store_batch (%s, %s, %s)"
 
 
 async def prepare_batch(cursor: aiopg.Cursor) -> None:
@@ -153,7 +166,8 @@ async def prepare_batch_again(cursor: aiopg.Cursor) -> None:
     await cursor.execute("DEALLOCATE amoiq_store_batch; " + PREPARE)
 
 
-async def store_batch(cursor: aiopg.Cursor, batch: str, now: dt.datetime) -> list[tuple]:
-    """Run STORE_BATCH on a prepared cursor: `batch` the drafts as a JSON array, `now` the batch's time."""
-    await cursor.execute(EXECUTE, (batch, now))
+async def store_batch(cursor: aiopg.Cursor, batch: str, now: dt.datetime, hook_all: bool) -> list[tuple]:
+    """Run STORE_BATCH on a prepared cursor: `batch` the drafts as a JSON array, `now` the batch's time,
+    `hook_all` whether every message gets a webhook job (else those of tenants with an endpoint for it)."""
+    await cursor.execute(EXECUTE, (batch, now, hook_all))
     return await cursor.fetchall()
