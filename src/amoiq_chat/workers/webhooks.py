@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 GROUP = "webhooks"
 READ_BLOCK_MS = 1000  # the loop waits this long for new jobs (less when a retry is due sooner)
 IN_FLIGHT_BLOCK_MS = 50  # and at most this long while attempts are in flight (a failed one is due again soon)
+# While entries keep coming, reads are this far apart (seconds) and take up to READ_COUNT each: most
+# entries are messages nobody has an endpoint for, and reading them one batch at a time (a read and
+# an XACK per stored batch) cost the server 30 % of its CPU per message at 4,000 msg/s. A job waits
+# at most this much longer for its first attempt.
+READ_PACE = 0.05
+READ_COUNT = 1000
 POLL_INTERVAL = 0.5  # seconds between looks for due retries while jobs keep coming
 BUSY_WAIT = 1.0  # a delivery waits this long for a slot of its endpoint here, then is let go
 BUSY_DELAY = 0.5  # and is due again after this long
@@ -67,6 +73,7 @@ class WebhookWorker:
         self.per_endpoint = max(1, self.capacity // 2)
         self.active = 0  # deliveries waiting for a slot or being attempted, and entries being fanned out
         self.attempted = 0
+        self.last_read = 0  # entries the last round read
         self._slots: dict[int | None, asyncio.Semaphore] = {}  # endpoint id (None: global) -> its attempts here
         self._holders: collections.Counter = collections.Counter()  # endpoint id -> deliveries waiting or attempted
         self._tasks: set[asyncio.Task] = set()
@@ -125,7 +132,8 @@ class WebhookWorker:
             self._last["claim"] = now
             entries += await self.claim(free)
         if len(entries) < free:
-            entries += await self.read(free - len(entries), block_ms)
+            entries += await self.read(max(free, READ_COUNT) - len(entries), block_ms)
+        self.last_read = len(entries)
         if entries:
             self.active += len(entries)  # until their deliveries are made (they count themselves then)
             started.append(self._spawn(self._handle(entries)))
@@ -265,8 +273,11 @@ class WebhookWorker:
                 # while attempts are in flight, one may fail and schedule a retry sooner than that
                 due_ms = (self.deliverer.next_due - time.monotonic()) * 1000
                 block_ms = min(READ_BLOCK_MS, due_ms, IN_FLIGHT_BLOCK_MS if self.active else READ_BLOCK_MS)
+                started = time.monotonic()
                 await self._round(max(1, int(block_ms)), everything=False)
                 backoff = 0.1
+                if self.last_read:  # entries keep coming: let them gather for the next read
+                    await asyncio.sleep(max(0.0, READ_PACE - (time.monotonic() - started)))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis or PostgreSQL trouble: try again later, never die
